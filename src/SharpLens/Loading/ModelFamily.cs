@@ -1,0 +1,62 @@
+using System.Text.Json.Nodes;
+using SharpLens.Model;
+using static TorchSharp.torch;
+
+namespace SharpLens.Loading;
+
+/// <summary>
+/// One model family's bridge from Hugging Face to TransformerLens: its config.json → <see cref="HookedTransformerConfig"/>
+/// and its weight names → TransformerLens's. One small implementation per family; <see cref="ModelFamilies"/> lists them.
+/// </summary>
+public interface IModelFamily
+{
+    /// <summary>Hugging Face <c>architectures</c> / <c>model_type</c> values this family handles.</summary>
+    IReadOnlyList<string> Architectures { get; }
+
+    /// <summary>The TransformerLens config for a Hugging Face <c>config.json</c>.</summary>
+    HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName);
+
+    /// <summary>Hugging Face weights → TransformerLens state dict (unprocessed).</summary>
+    Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig config);
+}
+
+/// <summary>GPT-2 and DistilGPT-2 (<c>GPT2LMHeadModel</c>).</summary>
+public sealed class Gpt2Family : IModelFamily
+{
+    /// <inheritdoc/>
+    public IReadOnlyList<string> Architectures { get; } = ["GPT2LMHeadModel", "GPT2Model", "gpt2"];
+
+    /// <inheritdoc/>
+    public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName) =>
+        HookedTransformerConfig.FromHuggingFaceGpt2(hfConfig, modelName, tokenizerName: "gpt2");
+
+    /// <inheritdoc/>
+    public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig config) =>
+        Gpt2Converter.Convert(hfWeights, config);
+}
+
+/// <summary>Registry of supported model families, looked up by a config.json's architecture.</summary>
+public static class ModelFamilies
+{
+    private static readonly List<IModelFamily> Families = [new Gpt2Family()];
+
+    /// <summary>Every registered family.</summary>
+    public static IReadOnlyList<IModelFamily> All => Families;
+
+    /// <summary>Adds a family (later registrations win for the same architecture).</summary>
+    public static void Register(IModelFamily family) => Families.Insert(0, family);
+
+    /// <summary>The family for a config.json: by <c>architectures[0]</c>, else <c>model_type</c>.</summary>
+    public static IModelFamily ForConfig(JsonObject hfConfig, string where)
+    {
+        var names = new List<string>();
+        if (hfConfig["architectures"] is JsonArray arr) names.AddRange(arr.Select(a => a?.GetValue<string>() ?? ""));
+        if (hfConfig["model_type"] is JsonValue mt) names.Add(mt.GetValue<string>());
+        foreach (var n in names)
+            foreach (var f in Families)
+                if (f.Architectures.Contains(n)) return f;
+        var supported = Families.SelectMany(f => f.Architectures).ToList();
+        throw new SharpLensException($"{where}: architecture {(names.Count == 0 ? "(none given)" : string.Join(" / ", names))} is not supported. " +
+            $"Supported: {string.Join(", ", supported)}.");
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpLens.Loading;
+using static TorchSharp.torch;
+
+namespace SharpLens.Model;
+
+public sealed partial class HookedTransformer
+{
+    /// <summary>
+    /// Loads a pretrained model and processes its weights like TransformerLens's <c>from_pretrained</c>
+    /// (fold LayerNorm, centre writing weights, centre unembed, fold value biases — each switchable in
+    /// <paramref name="options"/>). <paramref name="nameOrPath"/> is a local folder holding <c>config.json</c> and
+    /// weights, an official name (<c>gpt2</c>, <c>gpt2-small</c>, ...) or a Hugging Face repo id.
+    /// </summary>
+    public static HookedTransformer FromPretrained(string nameOrPath, ProcessingOptions? options = null, LoadOptions? load = null)
+    {
+        string folder = PretrainedSource.ResolveFolder(nameOrPath, load ?? new LoadOptions());
+        return FromFolder(folder, options ?? ProcessingOptions.Default, Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)));
+    }
+
+    /// <summary>Loads a pretrained model without any weight processing (TransformerLens's <c>from_pretrained_no_processing</c>).</summary>
+    public static HookedTransformer FromPretrainedNoProcessing(string nameOrPath, LoadOptions? load = null) =>
+        FromPretrained(nameOrPath, ProcessingOptions.None, load);
+
+    /// <summary>Loads from a folder with a Hugging Face <c>config.json</c> and weights.</summary>
+    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null)
+    {
+        if (!Directory.Exists(folder))
+            throw new SharpLensException($"Model folder '{folder}' does not exist.");
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath))
+            throw new SharpLensException($"Model folder '{folder}' has no config.json (found: {Listing(folder)}). " +
+                "A model folder needs config.json plus model.safetensors, model.safetensors.index.json or pytorch_model.bin.");
+        JsonObject hf;
+        try
+        {
+            hf = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject()
+                ?? throw new SharpLensException($"{configPath} is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new SharpLensException($"{configPath} is not valid JSON: {e.Message}", e);
+        }
+        var family = ModelFamilies.ForConfig(hf, configPath);
+        var cfg = family.CreateConfig(hf, modelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
+
+        using var scope = NewDisposeScope();
+        var raw = Checkpoint.LoadStateDict(folder);
+        var sd = family.ConvertWeights(raw, cfg);
+        (sd, cfg) = WeightProcessing.Process(sd, cfg, options);
+        var model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
+        // tokenizer wiring follows
+        return model;
+    }
+
+    private static string Listing(string folder)
+    {
+        var names = Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName).Take(10).ToList();
+        return names.Count == 0 ? "nothing" : string.Join(", ", names);
+    }
+}
