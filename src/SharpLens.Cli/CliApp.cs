@@ -11,6 +11,8 @@ internal interface ICliCommand
     string Summary { get; }
     /// <summary>Full usage text shown by <c>sharplens NAME --help</c> and on argument errors.</summary>
     string Usage { get; }
+    /// <summary>Boolean options: never take the next argument as their value (so <c>--json TEXT</c> keeps TEXT positional).</summary>
+    IReadOnlySet<string> Flags => new HashSet<string>();
     /// <summary>Runs the command; returns the process exit code.</summary>
     Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr);
 }
@@ -22,6 +24,7 @@ internal static class CliApp
     internal static IReadOnlyList<ICliCommand> Commands { get; } =
     [
         new VersionCommand(),
+        new TokenizeCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr)
@@ -40,7 +43,7 @@ internal static class CliApp
         }
         try
         {
-            var args = CliArgs.Parse(argv.Skip(1));
+            var args = CliArgs.Parse(argv.Skip(1), command.Flags);
             if (args.Flag("help") || args.Flag("h"))
             {
                 stdout.WriteLine(command.Usage);

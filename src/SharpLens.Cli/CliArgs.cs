@@ -18,9 +18,10 @@ internal sealed class CliArgs
 
     /// <summary>
     /// Parses raw arguments. A token <c>--x</c> followed by a token that does not start with <c>--</c> is an option
-    /// with a value; a lone <c>--x</c> is a flag. After <c>--</c> everything is positional.
+    /// with a value; a lone <c>--x</c> is a flag, and so is any name in <paramref name="flags"/>. After <c>--</c>
+    /// everything is positional.
     /// </summary>
-    public static CliArgs Parse(IEnumerable<string> raw)
+    public static CliArgs Parse(IEnumerable<string> raw, IReadOnlySet<string>? flags = null)
     {
         var a = new CliArgs();
         var list = raw.ToList();
@@ -33,6 +34,7 @@ internal sealed class CliArgs
                 string name = t[2..];
                 int eq = name.IndexOf('=');
                 if (eq >= 0) { a.Add(name[..eq], name[(eq + 1)..]); continue; }
+                if (flags?.Contains(name) == true) { a._flags.Add(name); continue; }
                 if (i + 1 < list.Count && !list[i + 1].StartsWith("--", StringComparison.Ordinal)) { a.Add(name, list[++i]); continue; }
                 a._flags.Add(name);
                 continue;

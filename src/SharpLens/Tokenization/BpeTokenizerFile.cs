@@ -1,0 +1,269 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace SharpLens.Tokenization;
+
+/// <summary>
+/// A byte-level BPE tokenizer (GPT-2, GPT-Neo, GPT-NeoX/Pythia style) read from a model folder's Hugging Face
+/// files: <c>tokenizer.json</c>, or <c>vocab.json</c> + <c>merges.txt</c>. Special-token names come from
+/// <c>tokenizer_config.json</c> / <c>special_tokens_map.json</c> beside them; missing ones fall back the way
+/// TransformerLens does (EOS → <c>&lt;|endoftext|&gt;</c>, PAD → EOS, BOS → EOS).
+/// </summary>
+public sealed class BpeTokenizerFile : ITokenizer
+{
+    /// <summary>GPT-2's pre-tokenizer regex (Hugging Face ByteLevel with <c>use_regex</c>).</summary>
+    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    private const string EndOfText = "<|endoftext|>";
+
+    private readonly BpeTokenizer _bpe;
+    private readonly string?[] _tokenText;   // id → vocabulary string; null for ids nobody uses
+    private readonly string?[] _strTokens;   // id → decoded string token, filled on first use
+
+    private BpeTokenizerFile(string name, Dictionary<string, int> vocab, List<string> merges,
+        Dictionary<string, int> added, string pattern, bool nfc, SpecialNames names)
+    {
+        Name = name;
+        foreach (var (text, id) in added) vocab.TryAdd(text, id);
+        VocabSize = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
+        _tokenText = new string?[VocabSize];
+        foreach (var (text, id) in vocab)
+            if (id >= 0) _tokenText[id] = text;
+        foreach (var (text, id) in added) _tokenText[id] = text;   // an added token wins over a vocab entry with its id
+        _strTokens = new string?[VocabSize];
+
+        Regex regex;
+        try { regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant); }
+        catch (ArgumentException e) { throw new SharpLensException($"{name}: pre-tokenizer regex '{pattern}' is not valid in .NET: {e.Message}", e); }
+        // Added tokens are matched in the raw text before the regex, as Hugging Face does.
+        var special = added.Count == 0 ? null : added;
+        try
+        {
+            _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
+            {
+                Merges = merges,
+                ByteLevel = true,
+                PreTokenizer = new RegexPreTokenizer(regex, special),
+                SpecialTokens = special,
+                Normalizer = nfc ? new NfcNormalizer() : null,
+            });
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new SharpLensException($"{name}: the BPE vocabulary/merges are inconsistent: {e.Message}", e);
+        }
+
+        int? Id(string? token) => token is not null && vocab.TryGetValue(token, out int id) ? id : null;
+        EosTokenId = Id(names.Eos) ?? Id(EndOfText);
+        PadTokenId = Id(names.Pad) ?? EosTokenId;
+        BosTokenId = Id(names.Bos) ?? EosTokenId;
+    }
+
+    /// <inheritdoc/>
+    public string Name { get; }
+    /// <inheritdoc/>
+    public int VocabSize { get; }
+    /// <inheritdoc/>
+    public int? BosTokenId { get; }
+    /// <inheritdoc/>
+    public int? EosTokenId { get; }
+    /// <inheritdoc/>
+    public int? PadTokenId { get; }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<int> Encode(string text) => _bpe.EncodeToIds(text);
+
+    /// <inheritdoc/>
+    public string Decode(IEnumerable<int> ids)
+    {
+        var bytes = new List<byte>();
+        foreach (int id in ids)
+        {
+            TokenIds.CheckInVocab(this, id);
+            if (_tokenText[id] is { } t) ByteLevel.AppendBytes(t, bytes);
+        }
+        // Like Hugging Face (from_utf8_lossy): each maximal invalid UTF-8 sequence becomes one U+FFFD.
+        return Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes));
+    }
+
+    /// <inheritdoc/>
+    public string DecodeToken(int id)
+    {
+        TokenIds.CheckInVocab(this, id);
+        return _strTokens[id] ??= Decode([id]);
+    }
+
+    /// <summary>Reads a Hugging Face <c>tokenizer.json</c> with a byte-level BPE model, plus the config files beside it.</summary>
+    public static BpeTokenizerFile FromTokenizerJson(string path)
+    {
+        using var doc = ReadJson(path);
+        var root = doc.RootElement;
+        string where = $"{path}";
+        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw new SharpLensException($"{where}: no \"model\" object; not a Hugging Face tokenizer.json.");
+        string type = Str(model, "type") ?? "BPE";
+        if (type != "BPE")
+            throw new SharpLensException($"{where}: model type '{type}' is not supported; only byte-level BPE (GPT-2/NeoX style) is.");
+        if (Bool(model, "byte_fallback"))
+            throw new SharpLensException($"{where}: byte_fallback BPE (SentencePiece style, e.g. Llama 2/Mistral) is not supported; only byte-level BPE is.");
+        if (Bool(model, "ignore_merges"))
+            throw new SharpLensException($"{where}: BPE with ignore_merges (e.g. Llama 3) is not supported; only GPT-2 style byte-level BPE is.");
+        foreach (var key in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
+            if (!string.IsNullOrEmpty(Str(model, key)))
+                throw new SharpLensException($"{where}: model.{key} is set; only byte-level BPE without subword prefixes/suffixes is supported.");
+
+        if (!model.TryGetProperty("vocab", out var vocabEl) || vocabEl.ValueKind != JsonValueKind.Object)
+            throw new SharpLensException($"{where}: model.vocab must be an object {{token: id}}.");
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var p in vocabEl.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+
+        var merges = new List<string>();
+        if (model.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind == JsonValueKind.Array)
+            foreach (var m in mergesEl.EnumerateArray())
+                merges.Add(m.ValueKind switch
+                {
+                    JsonValueKind.String => m.GetString()!,                                        // "a b" (older files)
+                    JsonValueKind.Array when m.GetArrayLength() == 2 => $"{m[0].GetString()} {m[1].GetString()}", // ["a", "b"]
+                    _ => throw new SharpLensException($"{where}: a merge must be \"a b\" or [\"a\", \"b\"], got {m.GetRawText()}."),
+                });
+
+        var added = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root.TryGetProperty("added_tokens", out var addedEl) && addedEl.ValueKind == JsonValueKind.Array)
+            foreach (var t in addedEl.EnumerateArray())
+                added[Str(t, "content") ?? throw new SharpLensException($"{where}: an added token has no content.")] = t.GetProperty("id").GetInt32();
+
+        bool nfc = ReadNormalizer(root, where);
+        string pattern = ReadPreTokenizer(root, where);
+        if (root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object && Str(dec, "type") != "ByteLevel")
+            throw new SharpLensException($"{where}: decoder '{Str(dec, "type")}' is not supported; only ByteLevel is.");
+
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, pattern, nfc, SpecialNames.Read(folder));
+    }
+
+    /// <summary>
+    /// Reads GPT-2 style <c>vocab.json</c> + <c>merges.txt</c> (byte-level BPE with GPT-2's regex), plus
+    /// <c>added_tokens.json</c> and the config files beside them. <c>&lt;|endoftext|&gt;</c> and the configured
+    /// special tokens are matched as whole tokens inside text.
+    /// </summary>
+    public static BpeTokenizerFile FromVocabAndMerges(string vocabPath, string mergesPath)
+    {
+        Dictionary<string, int> vocab;
+        using (var doc = ReadJson(vocabPath))
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new SharpLensException($"{vocabPath}: must be a JSON object {{token: id}}.");
+            vocab = new(StringComparer.Ordinal);
+            foreach (var p in doc.RootElement.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+        }
+        if (!File.Exists(mergesPath)) throw new SharpLensException($"merges file not found: {mergesPath}");
+        // First line of GPT-2's merges.txt is "#version: 0.2"; blank lines carry nothing.
+        var merges = File.ReadLines(mergesPath).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
+
+        string folder = Path.GetDirectoryName(Path.GetFullPath(vocabPath))!;
+        var names = SpecialNames.Read(folder);
+        var added = new Dictionary<string, int>(StringComparer.Ordinal);
+        string addedPath = Path.Combine(folder, "added_tokens.json");
+        if (File.Exists(addedPath))
+        {
+            using var doc = ReadJson(addedPath);
+            foreach (var p in doc.RootElement.EnumerateObject()) added[p.Name] = p.Value.GetInt32();
+        }
+        foreach (var (id, content) in names.AddedDecoder) added.TryAdd(content, id);
+        // GPT2Tokenizer treats its bos/eos/unk/pad strings (default <|endoftext|>) as special tokens.
+        foreach (var s in new[] { names.Bos, names.Eos, names.Pad, names.Unk, EndOfText })
+            if (s is not null && vocab.TryGetValue(s, out int sid)) added.TryAdd(s, sid);
+        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, Gpt2Pattern, nfc: false, names);
+    }
+
+    private static bool ReadNormalizer(JsonElement root, string where)
+    {
+        if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind == JsonValueKind.Null) return false;
+        string? type = Str(n, "type");
+        if (type == "NFC") return true;
+        if (type == "Sequence" && n.TryGetProperty("normalizers", out var list) && list.GetArrayLength() == 0) return false;
+        throw new SharpLensException($"{where}: normalizer {n.GetRawText()} is not supported; only none or NFC.");
+    }
+
+    // Byte-level pre-tokenizers: ByteLevel with its built-in GPT-2 regex, or Split(regex) followed by ByteLevel without one.
+    private static string ReadPreTokenizer(JsonElement root, string where)
+    {
+        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind != JsonValueKind.Object)
+            throw new SharpLensException($"{where}: no pre_tokenizer; only byte-level BPE (pre_tokenizer ByteLevel) is supported.");
+        string unsupported = $"{where}: pre_tokenizer {Shorten(pre.GetRawText())} is not supported; supported: ByteLevel (add_prefix_space false), or Sequence[Split(Regex, Isolated), ByteLevel(use_regex false)].";
+        if (Str(pre, "type") == "ByteLevel")
+        {
+            if (Bool(pre, "add_prefix_space") || !Bool(pre, "use_regex", true)) throw new SharpLensException(unsupported);
+            return Gpt2Pattern;
+        }
+        if (Str(pre, "type") == "Sequence" && pre.TryGetProperty("pretokenizers", out var list) && list.GetArrayLength() == 2)
+        {
+            var split = list[0];
+            var bl = list[1];
+            if (Str(split, "type") == "Split" && Str(split, "behavior") == "Isolated" && !Bool(split, "invert")
+                && split.TryGetProperty("pattern", out var pat) && Str(pat, "Regex") is { } regex
+                && Str(bl, "type") == "ByteLevel" && !Bool(bl, "add_prefix_space") && !Bool(bl, "use_regex", true))
+                return regex;
+        }
+        throw new SharpLensException(unsupported);
+    }
+
+    private static JsonDocument ReadJson(string path)
+    {
+        if (!File.Exists(path)) throw new SharpLensException($"tokenizer file not found: {path}");
+        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
+        catch (JsonException e) { throw new SharpLensException($"{path} is not valid JSON: {e.Message}", e); }
+    }
+
+    private static string? Str(JsonElement e, string key) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    private static bool Bool(JsonElement e, string key, bool missing = false) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False
+            ? v.GetBoolean() : missing;
+
+    private static string Shorten(string s) => s.Length <= 200 ? s : s[..200] + "...";
+
+    /// <summary>Special-token strings from tokenizer_config.json, overridden by special_tokens_map.json (as transformers does).</summary>
+    private sealed record SpecialNames(string? Bos, string? Eos, string? Pad, string? Unk, List<(int Id, string Content)> AddedDecoder)
+    {
+        public static SpecialNames Read(string folder)
+        {
+            string? bos = null, eos = null, pad = null, unk = null;
+            var addedDecoder = new List<(int, string)>();
+            foreach (var file in new[] { "tokenizer_config.json", "special_tokens_map.json" })
+            {
+                string path = Path.Combine(folder, file);
+                if (!File.Exists(path)) continue;
+                using var doc = ReadJson(path);
+                var r = doc.RootElement;
+                bos = Token(r, "bos_token") ?? bos;
+                eos = Token(r, "eos_token") ?? eos;
+                pad = Token(r, "pad_token") ?? pad;
+                unk = Token(r, "unk_token") ?? unk;
+                if (r.TryGetProperty("added_tokens_decoder", out var ad) && ad.ValueKind == JsonValueKind.Object)
+                    foreach (var p in ad.EnumerateObject())
+                        if (int.TryParse(p.Name, out int id) && Str(p.Value, "content") is { } c) addedDecoder.Add((id, c));
+            }
+            return new SpecialNames(bos, eos, pad, unk, addedDecoder);
+        }
+
+        // A special token is written either as "text" or as {"content": "text", ...}.
+        private static string? Token(JsonElement root, string key) =>
+            root.TryGetProperty(key, out var v) ? v.ValueKind switch
+            {
+                JsonValueKind.String => v.GetString(),
+                JsonValueKind.Object => Str(v, "content"),
+                _ => null,
+            } : null;
+    }
+
+    /// <summary>Unicode NFC, as the NeoX/Pythia tokenizer.json asks for.</summary>
+    private sealed class NfcNormalizer : Normalizer
+    {
+        public override string Normalize(string original) => original.Normalize(NormalizationForm.FormC);
+        public override string Normalize(ReadOnlySpan<char> original) => original.ToString().Normalize(NormalizationForm.FormC);
+    }
+}
