@@ -50,7 +50,10 @@ public sealed partial class HookedTransformer
         var sd = family.ConvertWeights(raw, cfg);
         (sd, cfg) = WeightProcessing.Process(sd, cfg, options);
         var model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
-        // tokenizer wiring follows
+        // GPT-2-vocabulary models use the built-in (fast, offline) GPT-2 BPE; others the files shipped with the checkpoint.
+        model.Tokenizer = cfg.TokenizerName == "gpt2" && cfg.DVocab == Tokenization.Gpt2Tokenizer.Default.VocabSize
+            ? Tokenization.Gpt2Tokenizer.Default
+            : Tokenization.TokenizerLoader.FromFolder(folder);
         return model;
     }
 
