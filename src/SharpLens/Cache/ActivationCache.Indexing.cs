@@ -4,8 +4,18 @@ namespace SharpLens.Cache;
 
 public sealed partial class ActivationCache
 {
-    /// <summary>An activation by full hook name (<c>blocks.0.attn.hook_pattern</c>).</summary>
-    public Tensor this[string name] => Get(name);
+    /// <summary>
+    /// An activation by full hook name (<c>blocks.0.attn.hook_pattern</c>) or TransformerLens short form
+    /// (<c>pattern0</c>, <c>resid_pre5</c>, <c>embed</c>).
+    /// </summary>
+    public Tensor this[string name] => Get(_store.ContainsKey(name) ? name : ActName.Get(name, nLayers: Model.Config.NLayers));
+
+    /// <summary>
+    /// TransformerLens's <c>cache[name, layer, layer_type]</c>: e.g. <c>cache["resid_post", -1]</c> (negative layers count
+    /// from the end), <c>cache["q", 3, "attn"]</c>, <c>cache["scale", 2, "ln1"]</c>.
+    /// </summary>
+    public Tensor this[string name, int layer, string? layerType = null] =>
+        Get(ActName.Get(name, layer, layerType, Model.Config.NLayers));
 
     private Tensor Get(string name)
     {

@@ -1,0 +1,161 @@
+using SharpLens.Cache;
+using SharpLens.Model;
+using static TorchSharp.torch;
+
+namespace SharpLens.Analysis;
+
+/// <summary>A head and its direct contribution to the logit difference.</summary>
+/// <param name="Layer">Layer index.</param>
+/// <param name="Head">Head index.</param>
+/// <param name="LogitDiff">Mean contribution to the logit difference over prompts.</param>
+public sealed record HeadScore(int Layer, int Head, float LogitDiff)
+{
+    /// <summary>TransformerLens-style label, e.g. <c>L9H6</c>.</summary>
+    public string Label => $"L{Layer}H{Head}";
+}
+
+/// <summary>Attention pattern of one head on one prompt.</summary>
+/// <param name="Layer">Layer index.</param>
+/// <param name="Head">Head index.</param>
+/// <param name="Pattern">[destination, source] weights over the prompt's real tokens.</param>
+public sealed record HeadPattern(int Layer, int Head, float[,] Pattern);
+
+/// <summary>Everything the seed notebook's direct-logit-attribution analysis computes, as plain numbers.</summary>
+public sealed record DlaResult
+{
+    /// <summary>Per-prompt logit difference (correct − incorrect) at each prompt's final position.</summary>
+    public required float[] LogitDiffs { get; init; }
+    /// <summary>Mean of <see cref="LogitDiffs"/>.</summary>
+    public required float AvgLogitDiff { get; init; }
+    /// <summary>Seed check: scaled final residual · logit-diff directions / batch − average logit difference.</summary>
+    public required double IdentityError { get; init; }
+    /// <summary>The same check with the unembedding-bias difference added (exact up to float rounding).</summary>
+    public required double IdentityErrorWithBias { get; init; }
+    /// <summary>Mean unembedding-bias difference b_U[correct] − b_U[incorrect].</summary>
+    public required double BiasTerm { get; init; }
+    /// <summary>Labels of the accumulated residual stream (<c>0_pre, 0_mid, ..., final_post</c>).</summary>
+    public required IReadOnlyList<string> AccumulatedLabels { get; init; }
+    /// <summary>Logit difference read from the accumulated residual at each label (cached final LN scale).</summary>
+    public required float[] AccumulatedLogitDiffs { get; init; }
+    /// <summary>Labels of the decomposed residual stream (<c>embed, pos_embed, 0_attn_out, ...</c>).</summary>
+    public required IReadOnlyList<string> DecomposedLabels { get; init; }
+    /// <summary>Direct logit difference of each component.</summary>
+    public required float[] DecomposedLogitDiffs { get; init; }
+    /// <summary>Direct logit difference of every head [layer, head].</summary>
+    public required float[,] HeadLogitDiffs { get; init; }
+    /// <summary>Heads with the largest |direct logit difference|, largest first.</summary>
+    public required IReadOnlyList<HeadScore> TopHeads { get; init; }
+    /// <summary>Attention patterns of <see cref="TopHeads"/> on prompt <see cref="PatternPrompt"/>.</summary>
+    public required IReadOnlyList<HeadPattern> TopHeadPatterns { get; init; }
+    /// <summary>Index of the prompt whose attention patterns are shown.</summary>
+    public required int PatternPrompt { get; init; }
+}
+
+/// <summary>
+/// The seed notebook's analysis: cache the run, measure the logit difference, and attribute it to the accumulated
+/// residual stream, to each component and to each head through the cached final LayerNorm scale.
+/// </summary>
+public static class DirectLogitAttribution
+{
+    /// <summary>
+    /// Runs the analysis. <paramref name="tokens"/> [batch, pos]; <paramref name="answerTokens"/> [batch, 2]
+    /// (correct, incorrect); <paramref name="lengths"/> each prompt's real length when right-padded (null: all full).
+    /// </summary>
+    public static DlaResult Run(HookedTransformer model, Tensor tokens, Tensor answerTokens, int[]? lengths = null,
+        int topK = 10, int patternPrompt = 0, IProgress<string>? progress = null)
+    {
+        long batch = tokens.shape[0], pos = tokens.shape[1];
+        if (lengths is not null && lengths.Length != batch)
+            throw new SharpLensException($"DLA: {lengths.Length} lengths given for {batch} prompts.");
+        if (patternPrompt < 0 || patternPrompt >= batch)
+            throw new SharpLensException($"DLA: pattern prompt {patternPrompt} is out of range 0..{batch - 1}.");
+        bool padded = lengths is not null && lengths.Any(l => l != pos);
+        using var scope = NewDisposeScope();
+        Tensor? mask = null, finalPos = null;
+        if (padded)
+        {
+            mask = (arange(pos).unsqueeze(0) < tensor(lengths!.Select(l => (long)l).ToArray()).unsqueeze(1)).to_type(ScalarType.Int64);
+            finalPos = tensor(lengths!.Select(l => (long)l - 1).ToArray());
+        }
+        progress?.Report("running the model with every activation cached");
+        var (logits, cache) = model.RunWithCache(tokens, attentionMask: mask);
+        using (cache)
+        {
+            var perPrompt = LogitDiff.PerPrompt(logits, answerTokens, finalPos);
+            var avg = perPrompt.mean();
+            var dirs = model.TokensToResidualDirections(answerTokens);                // [b, 2, d]
+            var diffDirs = dirs[.., 0] - dirs[.., 1];                                   // [b, d]
+
+            // Project a [components, b, pos, d] stack, scaled by the cached final LN scale, on the directions.
+            Tensor Project(Tensor stackAllPos)
+            {
+                var scaled = cache.ApplyLnToStack(stackAllPos, -1);
+                var final = Final(scaled, finalPos);                                    // [c, b, d]
+                return einsum("cbd,bd->c", final, diffDirs) / batch;
+            }
+
+            progress?.Report("checking the seed's identity");
+            var finalResid = cache[$"blocks.{model.Config.NLayers - 1}.hook_resid_post"];
+            var projected = Project(finalResid.unsqueeze(0))[0];
+            var bU = model.b_U;
+            var biasTerm = (bU.index_select(0, answerTokens[.., 0]) - bU.index_select(0, answerTokens[.., 1])).mean();
+
+            progress?.Report("accumulated and decomposed residual stream");
+            var (accStack, accLabels) = cache.AccumulatedResid(-1, inclMid: true);
+            var acc = Project(accStack);
+            var (decStack, decLabels) = cache.DecomposeResid(-1);
+            var dec = Project(decStack);
+
+            progress?.Report("per-head direct logit attribution");
+            var (headStack, _) = cache.StackHeadResults(-1);
+            var heads = Project(headStack).reshape(model.Config.NLayers, model.Config.NHeads);
+
+            var headArr = To2D(heads);
+            var top = Enumerable.Range(0, model.Config.NLayers)
+                .SelectMany(l => Enumerable.Range(0, model.Config.NHeads).Select(h => new HeadScore(l, h, headArr[l, h])))
+                .OrderByDescending(s => Math.Abs(s.LogitDiff)).ThenBy(s => s.Layer).ThenBy(s => s.Head)
+                .Take(Math.Max(0, topK)).ToList();
+            int len = lengths?[patternPrompt] ?? (int)pos;
+            var patterns = top.Select(s => new HeadPattern(s.Layer, s.Head,
+                To2D(cache[$"blocks.{s.Layer}.attn.hook_pattern"][patternPrompt, s.Head].narrow(0, 0, len).narrow(1, 0, len)))).ToList();
+
+            double og = avg.item<float>();
+            double proj = projected.item<float>();
+            return new DlaResult
+            {
+                LogitDiffs = perPrompt.data<float>().ToArray(),
+                AvgLogitDiff = (float)og,
+                IdentityError = proj - og,
+                IdentityErrorWithBias = proj + biasTerm.item<float>() - og,
+                BiasTerm = biasTerm.item<float>(),
+                AccumulatedLabels = accLabels,
+                AccumulatedLogitDiffs = acc.data<float>().ToArray(),
+                DecomposedLabels = decLabels,
+                DecomposedLogitDiffs = dec.data<float>().ToArray(),
+                HeadLogitDiffs = headArr,
+                TopHeads = top,
+                TopHeadPatterns = patterns,
+                PatternPrompt = patternPrompt,
+            };
+        }
+    }
+
+    /// <summary>[c, b, pos, d] → [c, b, d] at the last position, or at each prompt's own final position.</summary>
+    private static Tensor Final(Tensor stack, Tensor? finalPos)
+    {
+        if (finalPos is null) return stack.select(2, -1);
+        long c = stack.shape[0], b = stack.shape[1], d = stack.shape[3];
+        var idx = finalPos.view(1, b, 1, 1).expand(c, b, 1, d);
+        return stack.gather(2, idx).squeeze(2);
+    }
+
+    private static float[,] To2D(Tensor t)
+    {
+        var c = t.contiguous();
+        int r = (int)c.shape[0], k = (int)c.shape[1];
+        var flat = c.data<float>().ToArray();
+        var a = new float[r, k];
+        for (int i = 0; i < r; i++) for (int j = 0; j < k; j++) a[i, j] = flat[i * k + j];
+        return a;
+    }
+}
