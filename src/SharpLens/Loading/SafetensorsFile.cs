@@ -1,67 +1,142 @@
 using System.Text.Json;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpLens.Loading;
 
-/// <summary>Header entry of one tensor in a safetensors file.</summary>
+/// <summary>
+/// Header entry of one tensor in a safetensors file. <see cref="Begin"/> and <see cref="End"/> are the file's
+/// <c>data_offsets</c>: byte offsets RELATIVE to the start of the data block (absolute file offset =
+/// <see cref="SafetensorsFile.DataOffset"/> + Begin).
+/// </summary>
+/// <param name="Name">Tensor name.</param>
+/// <param name="Dtype">Safetensors dtype name (F32, BF16, I64, ...).</param>
+/// <param name="Shape">Shape; empty for a scalar.</param>
+/// <param name="Begin">First byte, relative to the data block.</param>
+/// <param name="End">One past the last byte, relative to the data block.</param>
 public sealed record SafetensorsTensorInfo(string Name, string Dtype, long[] Shape, long Begin, long End);
 
-/// <summary>A safetensors file opened memory-mapped (interim reader; validated header).</summary>
+/// <summary>
+/// A safetensors file: 8-byte little-endian header length N, N bytes of JSON header, then the data block.
+/// <see cref="Open"/> validates the whole header; <see cref="Read"/> returns tensors that share a private
+/// memory map of the file, so opening is cheap and pages load only when touched.
+/// </summary>
 public sealed class SafetensorsFile : IDisposable
 {
-    private readonly Dictionary<string, SafetensorsTensorInfo> _infos = new(StringComparer.Ordinal);
-    private readonly List<string> _names = [];
-    private readonly long _dataStart;
-    private readonly Dictionary<ScalarType, Tensor> _maps = new();
-    private readonly long _length;
+    private const long MaxHeaderBytes = 100_000_000; // same cap as the reference implementation
+    private readonly Dictionary<string, SafetensorsTensorInfo> _infos;
+    private readonly List<string> _names;
+    private readonly long _fileLength;
+    private readonly Lock _lock = new();
+    private Tensor? _bytes; // the whole file as uint8, memory-mapped once (lazily, on first Read)
+    private readonly Dictionary<ScalarType, Tensor> _typed = []; // empty tensors of each dtype sharing _bytes' storage
+    private bool _disposed;
 
-    private SafetensorsFile(string path)
+    private SafetensorsFile(string path, long fileLength, long dataOffset, List<string> names,
+        Dictionary<string, SafetensorsTensorInfo> infos, IReadOnlyDictionary<string, string> metadata, long unused)
     {
-        Path = path;
-        long length = new FileInfo(path).Length;
-        using var fs = File.OpenRead(path);
-        var lenBuf = new byte[8];
-        if (fs.Read(lenBuf, 0, 8) != 8) throw new SharpLensException($"{path}: shorter than the 8-byte header length.");
-        long n = BitConverter.ToInt64(lenBuf);
-        if (n <= 0 || 8 + n > length) throw new SharpLensException($"{path}: header length {n} is past the end of the file ({length} bytes).");
-        var header = new byte[n];
-        fs.ReadExactly(header);
-        _dataStart = 8 + n;
-        using var doc = JsonDocument.Parse(header);
-        foreach (var p in doc.RootElement.EnumerateObject())
-        {
-            if (p.Name == "__metadata__") continue;
-            var off = p.Value.GetProperty("data_offsets");
-            var info = new SafetensorsTensorInfo(p.Name, p.Value.GetProperty("dtype").GetString()!,
-                p.Value.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(), off[0].GetInt64(), off[1].GetInt64());
-            _infos[p.Name] = info;
-            _names.Add(p.Name);
-        }
-        _length = length;
+        (Path, _fileLength, DataOffset, _names, _infos, Metadata, UnusedDataBytes) = (path, fileLength, dataOffset, names, infos, metadata, unused);
     }
 
-    /// <summary>File path.</summary>
+    /// <summary>The file path as given to <see cref="Open"/>.</summary>
     public string Path { get; }
+    /// <summary>Absolute file offset of the data block (8 + header length).</summary>
+    public long DataOffset { get; }
     /// <summary>Tensor names in header order.</summary>
     public IReadOnlyList<string> Names => _names;
+    /// <summary>The optional <c>__metadata__</c> string map (empty when absent).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    /// <summary>
+    /// Bytes of the data block no tensor covers. Allowed (some writers leave gaps or trailing padding) but
+    /// usually a sign of a file written by a non-standard tool.
+    /// </summary>
+    public long UnusedDataBytes { get; }
 
-    /// <summary>Opens and validates a file.</summary>
-    public static SafetensorsFile Open(string path) => new(path);
+    /// <summary>Whether the file has a tensor named <paramref name="name"/>.</summary>
+    public bool Contains(string name) => _infos.ContainsKey(name);
 
-    /// <summary>Reads one tensor (memory-mapped, read-only).</summary>
-    public Tensor Read(string name)
+    /// <summary>Header entry of a tensor; throws a <see cref="SharpLensException"/> with the closest names if unknown.</summary>
+    public SafetensorsTensorInfo Info(string name) =>
+        _infos.TryGetValue(name, out var i) ? i
+        : throw new SharpLensException($"{Path}: no tensor named '{name}' (the file has {_names.Count})." + NameSuggestions.DidYouMean(name, _names));
+
+    /// <summary>Opens <paramref name="path"/> and validates its header; throws <see cref="SafetensorsFormatException"/> on any defect.</summary>
+    public static SafetensorsFile Open(string path)
     {
-        var i = _infos[name];
-        var dtype = i.Dtype switch { "F32" => ScalarType.Float32, "I64" => ScalarType.Int64, "F16" => ScalarType.Float16, "BF16" => ScalarType.BFloat16, _ => throw new SharpLensException($"dtype {i.Dtype}") };
-        int size = dtype switch { ScalarType.Float32 => 4, ScalarType.Int64 => 8, _ => 2 };
-        long start = _dataStart + i.Begin;
-        if (start % size != 0) throw new SharpLensException("misaligned");
-        if (!_maps.TryGetValue(dtype, out var map))
-            _maps[dtype] = map = from_file(Path, false, _length / size, dtype).DetachFromDisposeScope();
-        return map.narrow(0, start / size, (i.End - i.Begin) / size).reshape(i.Shape);
+        if (!BitConverter.IsLittleEndian)
+            throw new SharpLensException("Reading safetensors files on a big-endian host is not supported.");
+        if (!File.Exists(path)) throw new SharpLensException($"{path}: file not found.");
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        long length = fs.Length;
+        if (length < 8)
+            throw new SafetensorsFormatException($"{path}: file is {length} bytes, shorter than the 8-byte header length prefix; not a safetensors file or truncated.");
+        Span<byte> prefix = stackalloc byte[8];
+        fs.ReadExactly(prefix);
+        ulong n = BitConverter.ToUInt64(prefix);
+        if (n > (ulong)(length - 8))
+            throw new SafetensorsFormatException($"{path}: header length {n} bytes is past the end of the file ({length} bytes, so at most {length - 8} header bytes); the file is truncated or not safetensors.");
+        if (n > MaxHeaderBytes)
+            throw new SafetensorsFormatException($"{path}: header length {n} bytes exceeds the {MaxHeaderBytes}-byte limit.");
+        var header = new byte[n];
+        fs.ReadExactly(header);
+        long dataOffset = 8 + (long)n;
+        var (names, infos, meta, unused) = SafetensorsHeader.Parse(path, header, length - dataOffset);
+        return new SafetensorsFile(path, length, dataOffset, names, infos, meta, unused);
     }
 
-    /// <summary>Releases the mapping handles.</summary>
-    public void Dispose() { foreach (var m in _maps.Values) m.Dispose(); _maps.Clear(); }
+    /// <summary>
+    /// Reads one tensor as a CPU tensor with the stored dtype and shape. The tensor is a view of a private
+    /// (copy-on-write) memory map of the file: treat it as READ-ONLY (compute new tensors instead of writing in
+    /// place). It stays valid after this file is disposed (libtorch reference-counts the mapping). Tensors whose
+    /// byte offset is not a multiple of the element size are copied instead.
+    /// </summary>
+    public Tensor Read(string name)
+    {
+        var info = Info(name);
+        SafetensorsDtypes.TryGet(info.Dtype, out var dtype, out int size); // validated in Open
+        long begin = DataOffset + info.Begin;
+        var strides = new long[info.Shape.Length];
+        for (long i = info.Shape.Length - 1, s = 1; i >= 0; s *= info.Shape[i], i--) strides[i] = s;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _bytes ??= from_file(Path, false, _fileLength, ScalarType.Byte).DetachFromDisposeScope();
+            if (begin % size == 0)
+                return Typed(dtype).as_strided(info.Shape, strides, begin / size);
+            // Misaligned: copy the bytes to a fresh (aligned) storage and reinterpret that.
+            using var raw = _bytes.narrow(0, begin, info.End - info.Begin);
+            using var copy = raw.clone();
+            using var view = Reinterpret(copy, dtype);
+            return view.as_strided(info.Shape, strides, 0);
+        }
+    }
+
+    // TorchSharp has no Tensor.view(dtype); set_ on an empty tensor of the target dtype shares the byte
+    // storage (offset 0, size 0), and as_strided then addresses it in elements, bounds-checked by libtorch.
+    private Tensor Typed(ScalarType dtype)
+    {
+        if (!_typed.TryGetValue(dtype, out var t)) _typed[dtype] = t = Reinterpret(_bytes!, dtype).DetachFromDisposeScope();
+        return t;
+    }
+
+    private static Tensor Reinterpret(Tensor bytes, ScalarType dtype)
+    {
+        using var none = bytes.narrow(0, 0, 0);
+        var t = empty(0, dtype);
+        t.set_(none);
+        return t;
+    }
+
+    /// <summary>Releases this file's handles on the mapping; tensors already read stay valid.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var t in _typed.Values) t.Dispose();
+            _typed.Clear();
+            _bytes?.Dispose();
+            _bytes = null;
+        }
+    }
 }

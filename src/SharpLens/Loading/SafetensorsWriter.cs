@@ -1,0 +1,97 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using static TorchSharp.torch;
+
+namespace SharpLens.Loading;
+
+/// <summary>Writes tensors to a safetensors file.</summary>
+public static class SafetensorsWriter
+{
+    private const long ChunkBytes = 1 << 26; // Tensor.bytes is an int-length span: copy big tensors in pieces
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> in the GIVEN order (header entries and data
+    /// follow the enumeration order; pass a sorted sequence for the canonical sorted layout). The header is padded
+    /// with spaces to a multiple of 8 bytes so every tensor starts 8-byte aligned; data is contiguous, C-order,
+    /// little-endian. Tensors are moved to the CPU and made contiguous as needed. The file is written to a temporary
+    /// name next to <paramref name="path"/> and renamed over it at the end, so a failure never leaves a half-written
+    /// file. Throws <see cref="SharpLensException"/> for duplicate names or unsupported dtypes.
+    /// </summary>
+    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        if (!BitConverter.IsLittleEndian) throw new SharpLensException("Writing safetensors files on a big-endian host is not supported.");
+        var items = tensors.ToList();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, t) in items)
+        {
+            if (name == "__metadata__") throw new SharpLensException($"{path}: '__metadata__' is reserved and cannot be a tensor name.");
+            if (!seen.Add(name)) throw new SharpLensException($"{path}: tensor name '{name}' given twice.");
+            if (!SafetensorsDtypes.TryGetName(t.dtype, out _, out _))
+                throw new SharpLensException($"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors files here cannot hold; allowed: {SafetensorsDtypes.Allowed}.");
+        }
+
+        byte[] header = Header(items, metadata);
+        string tmp = $"{path}.tmp-{Guid.NewGuid():N}";
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                fs.Write(BitConverter.GetBytes((ulong)header.Length));
+                fs.Write(header);
+                foreach (var (_, t) in items) WriteData(fs, t);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+
+    private static byte[] Header(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, t) in items)
+            {
+                SafetensorsDtypes.TryGetName(t.dtype, out string dtype, out int size);
+                long nbytes = t.numel() * size;
+                w.WriteStartObject(name);
+                w.WriteString("dtype", dtype);
+                w.WriteStartArray("shape");
+                foreach (var d in t.shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + nbytes);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += nbytes;
+            }
+            w.WriteEndObject();
+        }
+        int pad = (int)((8 - ms.Length % 8) % 8);
+        for (int i = 0; i < pad; i++) ms.WriteByte((byte)' ');
+        return ms.ToArray();
+    }
+
+    private static void WriteData(FileStream fs, Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var flat = t.detach().cpu().contiguous().reshape(-1);
+        if (flat.numel() == 0) return;
+        long perChunk = Math.Max(1, ChunkBytes / flat.element_size());
+        for (long start = 0; start < flat.numel(); start += perChunk)
+            fs.Write(flat.narrow(0, start, Math.Min(perChunk, flat.numel() - start)).bytes);
+    }
+}
