@@ -23,6 +23,7 @@ internal static class CliApp
     /// <summary>Every command, in the order <c>sharplens --help</c> lists them. Add new commands here.</summary>
     internal static IReadOnlyList<ICliCommand> Commands { get; } =
     [
+        new RunCommand(),
         new VersionCommand(),
         new TokenizeCommand(),
     ];

@@ -1,0 +1,95 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using SharpLens.Loading;
+using SharpLens.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpLens.Cli.Commands;
+
+/// <summary>
+/// <c>sharplens run</c>: runs a model with every hook cached and writes logits, tokens and activations under their
+/// TransformerLens names to one safetensors file — the bridge to Python tools.
+/// </summary>
+internal sealed class RunCommand : ICliCommand
+{
+    public string Name => "run";
+    public string Summary => "Run a model and export logits + every cached activation to safetensors.";
+    public string Usage => """
+        usage: sharplens run --model <name|dir> (--tokens-file tokens.json | --prompt TEXT ...) --out acts.safetensors
+                             [--no-processing] [--names REGEX] [--no-bos]
+          --tokens-file  JSON array of arrays of token ids (all the same length)
+          --prompt       text prompt (repeatable; padded on the right when lengths differ)
+          --names        only cache hook names matching this regular expression
+          --no-processing  load without TransformerLens's weight processing
+        """;
+
+    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    {
+        string modelName = args.Required("model");
+        string outPath = args.Required("out");
+        string? tokensFile = args.Option("tokens-file");
+        var prompts = args.Options("prompt");
+        bool noProcessing = args.Flag("no-processing");
+        bool noBos = args.Flag("no-bos");
+        string? namesPattern = args.Option("names");
+        args.RejectUnknown();
+        if ((tokensFile is null) == (prompts.Count == 0))
+            throw new CliUsageException("give exactly one of --tokens-file or --prompt.");
+        Regex? names = null;
+        if (namesPattern is not null)
+        {
+            try { names = new Regex(namesPattern, RegexOptions.CultureInvariant); }
+            catch (ArgumentException e) { throw new CliUsageException($"--names is not a valid regular expression: {e.Message}"); }
+        }
+        long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
+
+        using var model = noProcessing ? HookedTransformer.FromPretrainedNoProcessing(modelName) : HookedTransformer.FromPretrained(modelName);
+        using var scope = NewDisposeScope();
+        Tensor tokens; Tensor? mask = null;
+        if (ids is not null)
+        {
+            tokens = tensor(ids.SelectMany(r => r).ToArray(), [ids.Length, ids[0].Length], ScalarType.Int64);
+        }
+        else
+        {
+            var batch = model.ToTokens(prompts, prependBos: !noBos);
+            tokens = batch.Tokens; mask = batch.AttentionMask;
+        }
+        var (logits, cache) = model.RunWithCache(tokens, names is null ? null : names.IsMatch, attentionMask: mask);
+        using (cache)
+        {
+            if (names is not null && cache.Count == 0)
+                throw new SharpLensException($"--names '{namesPattern}' matches no hook point. Hook names look like 'blocks.0.attn.hook_pattern'.");
+            var tensors = new List<KeyValuePair<string, Tensor>> { new("logits", logits), new("tokens", tokens) };
+            tensors.AddRange(cache);
+            SafetensorsWriter.Write(outPath, tensors, new Dictionary<string, string>
+            {
+                ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
+                ["producer"] = "SharpLens",
+            });
+            stdout.WriteLine($"wrote {tensors.Count} tensors ({cache.Count} activations, logits [{string.Join(", ", logits.shape)}]) to {outPath}");
+        }
+        return Task.FromResult(0);
+    }
+
+    /// <summary>Reads a JSON array of equally long arrays of token ids.</summary>
+    internal static long[][] ReadTokensFile(string path)
+    {
+        if (!File.Exists(path)) throw new SharpLensException($"Tokens file '{path}' does not exist.");
+        long[][]? ids;
+        try { ids = JsonSerializer.Deserialize<long[][]>(File.ReadAllText(path)); }
+        catch (JsonException e)
+        {
+            throw new SharpLensException($"{path}: not a JSON array of arrays of token ids (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): {e.Message}");
+        }
+        if (ids is null || ids.Length == 0) throw new SharpLensException($"{path}: holds no sequences; expected e.g. [[50256, 15496, 11]].");
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (ids[i] is null || ids[i].Length == 0) throw new SharpLensException($"{path}: sequence {i} is empty.");
+            if (ids[i].Length != ids[0].Length)
+                throw new SharpLensException($"{path}: sequence {i} has {ids[i].Length} tokens but sequence 0 has {ids[0].Length}; all sequences must have the same length.");
+        }
+        return ids;
+    }
+}
