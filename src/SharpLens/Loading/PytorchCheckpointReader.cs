@@ -133,13 +133,7 @@ public static class PytorchCheckpointReader
     private static long[] Longs(string path, object?[] xs) =>
         xs.Select(x => x as long? ?? throw new SafetensorsFormatException($"{path}: tensor size/stride holds {Unpickler.Describe(x)}, not an integer.")).ToArray();
 
-    private static int ElementSize(ScalarType t) => t switch
-    {
-        ScalarType.Float64 or ScalarType.Int64 => 8,
-        ScalarType.Float32 or ScalarType.Int32 => 4,
-        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
-        _ => 1,
-    };
+    private static int ElementSize(ScalarType t) => SafetensorsDtypes.TryGetName(t, out _, out int size) ? size : 1;
 
     private static string ReadText(ZipArchiveEntry e)
     {

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using static TorchSharp.torch;
 
 namespace SharpLens.Loading;
