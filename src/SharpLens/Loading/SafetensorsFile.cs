@@ -1,4 +1,3 @@
-using System.Text.Json;
 using static TorchSharp.torch;
 
 namespace SharpLens.Loading;
@@ -94,8 +93,7 @@ public sealed class SafetensorsFile : IDisposable
         var info = Info(name);
         SafetensorsDtypes.TryGet(info.Dtype, out var dtype, out int size); // validated in Open
         long begin = DataOffset + info.Begin;
-        var strides = new long[info.Shape.Length];
-        for (long i = info.Shape.Length - 1, s = 1; i >= 0; s *= info.Shape[i], i--) strides[i] = s;
+        var strides = TensorBytes.ContiguousStrides(info.Shape);
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -105,24 +103,14 @@ public sealed class SafetensorsFile : IDisposable
             // Misaligned: copy the bytes to a fresh (aligned) storage and reinterpret that.
             using var raw = _bytes.narrow(0, begin, info.End - info.Begin);
             using var copy = raw.clone();
-            using var view = Reinterpret(copy, dtype);
+            using var view = TensorBytes.Reinterpret(copy, dtype);
             return view.as_strided(info.Shape, strides, 0);
         }
     }
 
-    // TorchSharp has no Tensor.view(dtype); set_ on an empty tensor of the target dtype shares the byte
-    // storage (offset 0, size 0), and as_strided then addresses it in elements, bounds-checked by libtorch.
     private Tensor Typed(ScalarType dtype)
     {
-        if (!_typed.TryGetValue(dtype, out var t)) _typed[dtype] = t = Reinterpret(_bytes!, dtype).DetachFromDisposeScope();
-        return t;
-    }
-
-    private static Tensor Reinterpret(Tensor bytes, ScalarType dtype)
-    {
-        using var none = bytes.narrow(0, 0, 0);
-        var t = empty(0, dtype);
-        t.set_(none);
+        if (!_typed.TryGetValue(dtype, out var t)) _typed[dtype] = t = TensorBytes.Reinterpret(_bytes!, dtype).DetachFromDisposeScope();
         return t;
     }
 
