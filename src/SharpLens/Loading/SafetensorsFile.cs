@@ -19,8 +19,8 @@ public sealed class SafetensorsFile : IDisposable
     private SafetensorsFile(string path)
     {
         Path = path;
-        long length = new FileInfo(path).Length;
         using var fs = File.OpenRead(path);
+        long length = fs.Length; // of the opened file: FileInfo.Length would measure a Hugging Face cache symlink itself
         var lenBuf = new byte[8];
         if (fs.Read(lenBuf, 0, 8) != 8) throw new SharpLensException($"{path}: shorter than the 8-byte header length.");
         long n = BitConverter.ToInt64(lenBuf);
