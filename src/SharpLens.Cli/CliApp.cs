@@ -22,6 +22,8 @@ internal static class CliApp
     internal static IReadOnlyList<ICliCommand> Commands { get; } =
     [
         new VersionCommand(),
+        new DownloadCommand(),
+        new ModelsCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr)
