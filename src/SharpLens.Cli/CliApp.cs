@@ -26,6 +26,8 @@ internal static class CliApp
         new RunCommand(),
         new VersionCommand(),
         new TokenizeCommand(),
+        new DownloadCommand(),
+        new ModelsCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr)

@@ -1,3 +1,5 @@
+using SharpLens.Loading.Hub;
+
 namespace SharpLens.Loading;
 
 /// <summary>Where and how <c>FromPretrained</c> finds a model.</summary>
@@ -5,14 +7,24 @@ public sealed record LoadOptions
 {
     /// <summary>Branch, tag or commit on the Hugging Face Hub (default <c>main</c>).</summary>
     public string Revision { get; init; } = "main";
+
+    /// <summary>Hub endpoint, cache folder, token, offline mode; null = from the environment (<see cref="HubOptions.FromEnvironment()"/>).</summary>
+    public HubOptions? Hub { get; init; }
+
+    /// <summary>Receives download progress when files have to be fetched.</summary>
+    public IProgress<DownloadProgress>? Progress { get; init; }
 }
 
 /// <summary>Resolves a model name or folder to a local folder.</summary>
 internal static class PretrainedSource
 {
+    /// <summary>An existing folder as is; otherwise a registry name or repo id, fetched into the Hugging Face cache if needed.</summary>
     public static string ResolveFolder(string nameOrPath, LoadOptions options)
     {
         if (Directory.Exists(nameOrPath)) return nameOrPath;
-        throw new SharpLensException($"unknown model '{nameOrPath}'");
+        var info = ModelRegistry.Resolve(nameOrPath);
+        using var client = new HubClient(options.Hub ?? HubOptions.FromEnvironment());
+        // FromPretrained is synchronous; the client uses ConfigureAwait(false) throughout, so blocking here is safe.
+        return client.DownloadModelAsync(info.RepoId, options.Revision, options.Progress).GetAwaiter().GetResult();
     }
 }

@@ -1,0 +1,86 @@
+using SharpLens.Loading.Hub;
+
+namespace SharpLens.Loading;
+
+/// <summary>A model SharpLens knows by name, or a Hugging Face repository given by id.</summary>
+/// <param name="Name">Official name (<c>gpt2</c>), or the repo id itself for repositories outside the registry.</param>
+/// <param name="RepoId">Hugging Face repository id, <c>org/name</c>.</param>
+/// <param name="Aliases">Other accepted names (matched case-insensitively, like <see cref="Name"/>).</param>
+/// <param name="Parameters">Human size such as <c>124M</c>, or <c>?</c> when unknown.</param>
+/// <param name="TotalParameters">Every parameter of the Hugging Face checkpoint (embeddings, biases, LayerNorms), when known.</param>
+/// <param name="NonEmbeddingParameters">TransformerLens's <c>n_params</c>: attention and MLP weight matrices only, when known.</param>
+public sealed record ModelInfo(string Name, string RepoId, IReadOnlyList<string> Aliases, string Parameters,
+    long? TotalParameters, long? NonEmbeddingParameters)
+{
+    /// <summary>True for rows of <see cref="ModelRegistry.All"/>; false for a repo id resolved as is.</summary>
+    public bool IsOfficial { get; init; } = true;
+}
+
+/// <summary>
+/// Official model names → Hugging Face repositories, one row per model. Other model families add rows with
+/// <see cref="Register"/>; any <c>org/name</c> repo id is accepted as is.
+/// </summary>
+public static class ModelRegistry
+{
+    private static readonly List<ModelInfo> Rows =
+    [
+        Gpt2("gpt2", "openai-community/gpt2", "124M", layers: 12, dModel: 768, aliases: ["gpt2-small"]),
+        Gpt2("gpt2-medium", "openai-community/gpt2-medium", "355M", layers: 24, dModel: 1024),
+        Gpt2("gpt2-large", "openai-community/gpt2-large", "774M", layers: 36, dModel: 1280),
+        Gpt2("gpt2-xl", "openai-community/gpt2-xl", "1.5B", layers: 48, dModel: 1600),
+        Gpt2("distilgpt2", "distilbert/distilgpt2", "82M", layers: 6, dModel: 768),
+    ];
+
+    /// <summary>Every registered model, in registration order.</summary>
+    public static IReadOnlyList<ModelInfo> All
+    {
+        get { lock (Rows) return [.. Rows]; }
+    }
+
+    /// <summary>Adds a row (a new model family's checkpoints). Its name and aliases must not be taken already.</summary>
+    public static void Register(ModelInfo info)
+    {
+        HubNames.ValidRepoId(info.RepoId);
+        lock (Rows)
+        {
+            var taken = Rows.SelectMany(Names).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            foreach (var n in Names(info))
+                if (taken.Contains(n)) throw new SharpLensException($"model name '{n}' is already registered.");
+            Rows.Add(info);
+        }
+    }
+
+    /// <summary>
+    /// An official name or alias (case-insensitive), or a repo id: the registry row when it is one of ours, else the
+    /// id as is. Anything else is an error listing the supported names, closest first.
+    /// </summary>
+    public static ModelInfo Resolve(string nameOrRepo)
+    {
+        var rows = All;
+        var byName = rows.FirstOrDefault(r => Names(r).Contains(nameOrRepo, StringComparer.OrdinalIgnoreCase));
+        if (byName is not null) return byName;
+        if (nameOrRepo.Contains('/'))
+        {
+            HubNames.ValidRepoId(nameOrRepo);
+            return rows.FirstOrDefault(r => r.RepoId.Equals(nameOrRepo, StringComparison.OrdinalIgnoreCase))
+                ?? new ModelInfo(nameOrRepo, nameOrRepo, [], "?", null, null) { IsOfficial = false };
+        }
+        var names = rows.SelectMany(Names).ToList();
+        throw new SharpLensException($"unknown model '{nameOrRepo}'. Supported: " +
+            string.Join(", ", NameSuggestions.Closest(nameOrRepo, names, names.Count)) +
+            " (closest first), or a Hugging Face repo id such as 'openai-community/gpt2'.");
+    }
+
+    private static IEnumerable<string> Names(ModelInfo r) => r.Aliases.Prepend(r.Name);
+
+    /// <summary>A GPT-2-shaped row: vocabulary 50257, context 1024, MLP width 4·d_model; counts derived from the shape.</summary>
+    internal static ModelInfo Gpt2(string name, string repo, string parameters, int layers, int dModel, string[]? aliases = null)
+    {
+        const long vocab = 50257, context = 1024;
+        long d = dModel;
+        long perLayer = 12 * d * d + 13 * d; // qkv + out (4d²+4d), MLP (8d²+5d), two LayerNorms (4d)
+        long total = vocab * d + context * d + layers * perLayer + 2 * d;
+        long nonEmbedding = layers * 12 * d * d; // TransformerLens n_params: W_Q,K,V,O and W_in,W_out
+        return new ModelInfo(name, repo, aliases ?? [], parameters, total, nonEmbedding);
+    }
+}
