@@ -8,7 +8,8 @@ public sealed partial class ActivationCache
     /// An activation by full hook name (<c>blocks.0.attn.hook_pattern</c>) or TransformerLens short form
     /// (<c>pattern0</c>, <c>resid_pre5</c>, <c>embed</c>).
     /// </summary>
-    public Tensor this[string name] => Get(_store.ContainsKey(name) ? name : ActName.Get(name, nLayers: Model.Config.NLayers));
+    public Tensor this[string name] =>
+        Get(_store.ContainsKey(name) || name.Contains('.') ? name : ActName.Get(name, null, null, Model.Config.NLayers));
 
     /// <summary>
     /// TransformerLens's <c>cache[name, layer, layer_type]</c>: e.g. <c>cache["resid_post", -1]</c> (negative layers count
