@@ -38,6 +38,29 @@ public sealed partial class HookedTransformer
     /// <summary>MLP output biases [n_layers, d_model].</summary>
     public Tensor b_out => StackLayers("mlp.b_out");
 
+    /// <summary>
+    /// The QK circuit <c>W_Q W_Kᵀ</c> of every head as a lazily multiplied [n_layers, n_heads, d_model, d_model]
+    /// matrix (TransformerLens's <c>model.QK</c>). Dispose it.
+    /// </summary>
+    public Analysis.FactoredMatrix QK
+    {
+        get
+        {
+            using var scope = NewDisposeScope();
+            return new Analysis.FactoredMatrix(W_Q, W_K.transpose(-2, -1));
+        }
+    }
+
+    /// <summary>The OV circuit <c>W_V W_O</c> of every head, [n_layers, n_heads, d_model, d_model] (TransformerLens's <c>model.OV</c>). Dispose it.</summary>
+    public Analysis.FactoredMatrix OV
+    {
+        get
+        {
+            using var scope = NewDisposeScope();
+            return new Analysis.FactoredMatrix(W_V, W_O);
+        }
+    }
+
     private Tensor StackLayers(string suffix)
     {
         if (Config.AttnOnly && suffix.StartsWith("mlp.", StringComparison.Ordinal))

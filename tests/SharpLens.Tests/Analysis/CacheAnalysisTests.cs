@@ -178,3 +178,21 @@ public sealed class CacheAnalysisTests
         Assert.Contains("'ln_final.hook_scale'", missing.Message);
     }
 }
+
+public sealed class CircuitTests
+{
+    [Fact]
+    public void QkAndOvCircuitsEqualExplicitProducts()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Golden.Model();
+        using var qk = model.QK;
+        using var ov = model.OV;
+        Assert.Equal(new long[] { 2, 4, 64, 64 }, qk.Shape);
+        var wq = model.Parameter("blocks.1.attn.W_Q")[2]; var wk = model.Parameter("blocks.1.attn.W_K")[2];
+        Golden.AssertClose(wq.matmul(wk.t()), qk.AB[1, 2], "QK L1H2", 1e-5);
+        var wv = model.Parameter("blocks.0.attn.W_V")[3]; var wo = model.Parameter("blocks.0.attn.W_O")[3];
+        Golden.AssertClose(wv.matmul(wo), ov.AB[0, 3], "OV L0H3", 1e-5);
+        Assert.Equal(new long[] { 2, 4, 16 }, ov.S.shape); // rank ≤ d_head
+    }
+}
