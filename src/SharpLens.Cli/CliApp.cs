@@ -23,11 +23,13 @@ internal static class CliApp
     /// <summary>Every command, in the order <c>sharplens --help</c> lists them. Add new commands here.</summary>
     internal static IReadOnlyList<ICliCommand> Commands { get; } =
     [
+        new IoiCommand(),
+        new DlaCommand(),
         new RunCommand(),
-        new VersionCommand(),
         new TokenizeCommand(),
         new DownloadCommand(),
         new ModelsCommand(),
+        new VersionCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] argv, TextWriter stdout, TextWriter stderr)

@@ -20,14 +20,7 @@ internal sealed class ModelsCommand(Func<HubOptions>? options = null) : ICliComm
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"'models' takes no arguments, got '{args.Positionals[0]}'.");
         string cacheDir = (options ?? HubOptions.FromEnvironment)().CacheDir;
-        bool terminal = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(stdout),
-            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-        });
-        if (!terminal) console.Profile.Width = 120; // no terminal to measure: do not wrap at 80
+        var console = CliConsole.Create(stdout);
 
         var table = new Table().AddColumns("Name", "Repository", "Parameters", "n_params (TL)", "Cached");
         foreach (var m in ModelRegistry.All)

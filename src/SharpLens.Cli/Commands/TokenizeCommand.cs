@@ -52,7 +52,7 @@ internal sealed class TokenizeCommand : ICliCommand
 
     private static void WriteTables(TextWriter stdout, ITokenizer tokenizer, List<(string text, IReadOnlyList<int> ids, IReadOnlyList<string> strs)> results)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stdout) });
+        var console = CliConsole.Create(stdout);
         foreach (var (text, ids, strs) in results)
         {
             var table = new Table()

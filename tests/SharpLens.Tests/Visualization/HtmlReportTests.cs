@@ -205,30 +205,18 @@ public sealed class HtmlReportTests(ITestOutputHelper output)
     [SkippableFact]
     public void RendersInHeadlessChromium()
     {
-        Skip.IfNot(File.Exists("/usr/bin/chromium"), "needs Debian chromium (apt-get install -y chromium)");
-        string script = Path.Combine(RepoRoot(), "scripts", "check-report.sh");
+        Skip.IfNot(BrowserCheck.Available, BrowserCheck.SkipReason);
         string dir = Directory.CreateTempSubdirectory("sl-report-").FullName;
         try
         {
             string path = Path.Combine(dir, "report.html");
             SampleReport().Save(path);
-            var psi = new ProcessStartInfo("bash", [script, path]) { RedirectStandardOutput = true, RedirectStandardError = true };
-            using var p = Process.Start(psi)!;
-            var stderr = p.StandardError.ReadToEndAsync();
-            string stdout = p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            output.WriteLine(stdout + stderr.Result);
-            Assert.True(p.ExitCode == 0, $"check-report.sh failed ({p.ExitCode}): {stdout}{stderr.Result}");
-            Assert.Contains("OK (3 figures", stdout);
-            Assert.Contains("2 attention views", stdout);
+            var (code, text) = BrowserCheck.Run(path);
+            output.WriteLine(text);
+            Assert.True(code == 0, $"check-report.sh failed ({code}): {text}");
+            Assert.Contains("OK (3 figures", text);
+            Assert.Contains("2 attention views", text);
         }
         finally { Directory.Delete(dir, true); }
-    }
-
-    static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "SharpLens.slnx"))) return d.FullName;
-        throw new DirectoryNotFoundException("SharpLens.slnx not found above " + AppContext.BaseDirectory);
     }
 }

@@ -1,0 +1,123 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpLens.Analysis;
+using SharpLens.Model;
+using SharpLens.Tokenization;
+using Spectre.Console;
+
+namespace SharpLens.Cli.Dla;
+
+/// <summary>Terminal tables and the JSON file of a DLA run.</summary>
+internal static class DlaOutput
+{
+    private static readonly Style CorrectStyle = new(new Color(0, 200, 0), decoration: Decoration.Bold);
+    private static readonly Style IncorrectStyle = new(new Color(255, 0, 0), decoration: Decoration.Bold);
+    private static readonly Style BoldStyle = new(decoration: Decoration.Bold);
+
+    private static string F3(double v) => v.ToString("F3", CultureInfo.InvariantCulture);
+
+    /// <summary>The seed's two tables, its identity checks, and the layer/head attribution summaries.</summary>
+    public static void PrintTables(TextWriter stdout, IReadOnlyList<DlaPrompt> prompts, DlaResult r)
+    {
+        var console = CliConsole.Create(stdout);
+        var promptTable = new Table().Title("prompts and answers").AddColumns("prompt", "clean", "corrupted");
+        foreach (var p in prompts) promptTable.AddRow(Markup.Escape(p.Prompt), Markup.Escape(p.Correct), Markup.Escape(p.Incorrect));
+        console.Write(promptTable);
+
+        var diffTable = new Table().Title("Logit differences")
+            .AddColumns("Prompt", "Correct", "Incorrect", "Logit Difference", "Avg Logit Difference");
+        for (int i = 0; i < prompts.Count; i++)
+            diffTable.AddRow(
+                new Text(prompts[i].Prompt),
+                new Text(prompts[i].Correct, CorrectStyle),
+                new Text(prompts[i].Incorrect, IncorrectStyle),
+                new Text(F3(r.LogitDiffs[i]), BoldStyle),
+                new Text(i == 0 ? F3(r.AvgLogitDiff) : "", BoldStyle));
+        console.Write(diffTable);
+
+        console.Write(new Text($"Average logit difference: {r.AvgLogitDiff.ToString("F4", CultureInfo.InvariantCulture)}\n", BoldStyle));
+        console.Write(new Text("Seed check (scaled final residual · logit-diff directions / batch − average logit diff): " +
+            $"{r.IdentityError.ToString("E3", CultureInfo.InvariantCulture)}\n"));
+        console.Write(new Text($"Same check with the unembedding-bias term ({r.BiasTerm.ToString("E3", CultureInfo.InvariantCulture)}) added: " +
+            $"{r.IdentityErrorWithBias.ToString("E3", CultureInfo.InvariantCulture)}\n"));
+
+        var layers = new Table().Title("Logit difference from the accumulated residual stream").AddColumns("component", "logit diff");
+        for (int i = 0; i < r.AccumulatedLabels.Count; i++) layers.AddRow(r.AccumulatedLabels[i], F3(r.AccumulatedLogitDiffs[i]));
+        var comps = new Table().Title("Direct logit attribution by component").AddColumns("component", "logit diff");
+        for (int i = 0; i < r.DecomposedLabels.Count; i++) comps.AddRow(r.DecomposedLabels[i], F3(r.DecomposedLogitDiffs[i]));
+        console.Write(new Columns(layers, comps).Collapse());
+
+        var heads = new Table().Title($"Top {r.TopHeads.Count} heads by |direct logit attribution|").AddColumns("head", "layer", "index", "logit diff");
+        foreach (var h in r.TopHeads)
+            heads.AddRow(new Text(h.Label), new Text(h.Layer.ToString()), new Text(h.Head.ToString()),
+                new Text(F3(h.LogitDiff), h.LogitDiff >= 0 ? CorrectStyle : IncorrectStyle));
+        console.Write(heads);
+    }
+
+    /// <summary>The JSON contract of <c>--json</c> (keys fixed; see README).</summary>
+    public static JsonObject ToJson(HookedTransformer model, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r)
+    {
+        var headRows = new JsonArray();
+        for (int l = 0; l < r.HeadLogitDiffs.GetLength(0); l++)
+        {
+            var row = new JsonArray();
+            for (int h = 0; h < r.HeadLogitDiffs.GetLength(1); h++) row.Add(r.HeadLogitDiffs[l, h]);
+            headRows.Add(row);
+        }
+        return new JsonObject
+        {
+            ["model"] = modelName,
+            ["n_layers"] = model.Config.NLayers,
+            ["n_heads"] = model.Config.NHeads,
+            ["prompts"] = new JsonArray(prompts.Select((p, i) => (JsonNode)new JsonObject
+            {
+                ["prompt"] = p.Prompt, ["correct"] = p.Correct, ["incorrect"] = p.Incorrect,
+                ["correct_id"] = p.CorrectId, ["incorrect_id"] = p.IncorrectId, ["logit_diff"] = r.LogitDiffs[i],
+            }).ToArray()),
+            ["avg_logit_diff"] = r.AvgLogitDiff,
+            ["dla_identity_error"] = r.IdentityError,
+            ["dla_identity_error_with_bias"] = r.IdentityErrorWithBias,
+            ["accumulated_resid"] = new JsonObject
+            {
+                ["labels"] = new JsonArray(r.AccumulatedLabels.Select(l => (JsonNode)l).ToArray()),
+                ["logit_diff"] = new JsonArray(r.AccumulatedLogitDiffs.Select(v => (JsonNode)v).ToArray()),
+            },
+            ["decomposed_resid"] = new JsonObject
+            {
+                ["labels"] = new JsonArray(r.DecomposedLabels.Select(l => (JsonNode)l).ToArray()),
+                ["logit_diff"] = new JsonArray(r.DecomposedLogitDiffs.Select(v => (JsonNode)v).ToArray()),
+            },
+            ["head_logit_diff"] = headRows,
+            ["top_heads"] = new JsonArray(r.TopHeads.Select(h => (JsonNode)new JsonObject
+            {
+                ["layer"] = h.Layer, ["head"] = h.Head, ["logit_diff"] = h.LogitDiff,
+            }).ToArray()),
+        };
+    }
+
+    /// <summary>Writes text atomically: a temp file in the same folder, then a rename.</summary>
+    public static void WriteAtomic(string path, string content)
+    {
+        string full = Path.GetFullPath(path);
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is not null && !Directory.Exists(dir)) throw new SharpLensException($"Cannot write '{path}': folder '{dir}' does not exist.");
+        string tmp = full + $".tmp-{Environment.ProcessId}";
+        try
+        {
+            File.WriteAllText(tmp, content);
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    /// <summary>JSON text of <see cref="ToJson"/>.</summary>
+    public static string ToJsonText(JsonObject o) => o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
+    /// <summary>String tokens of a prompt for the attention view (ids when there is no tokenizer).</summary>
+    public static IReadOnlyList<string> StrTokens(HookedTransformer model, DlaPrompt p) =>
+        model.Tokenizer is { } t ? TextEncoding.ToStrTokens(t, p.Ids.Select(x => (int)x)) : p.Ids.Select(x => x.ToString()).ToList();
+}
