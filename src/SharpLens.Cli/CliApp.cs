@@ -25,6 +25,8 @@ internal static class CliApp
     [
         new IoiCommand(),
         new DlaCommand(),
+        new PatchCommand(),
+        new GenerateCommand(),
         new RunCommand(),
         new TokenizeCommand(),
         new DownloadCommand(),

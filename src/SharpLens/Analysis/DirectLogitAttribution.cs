@@ -110,14 +110,14 @@ public static class DirectLogitAttribution
             var (headStack, _) = cache.StackHeadResults(-1);
             var heads = Project(headStack).reshape(model.Config.NLayers, model.Config.NHeads);
 
-            var headArr = To2D(heads);
+            var headArr = heads.ToArray2D();
             var top = Enumerable.Range(0, model.Config.NLayers)
                 .SelectMany(l => Enumerable.Range(0, model.Config.NHeads).Select(h => new HeadScore(l, h, headArr[l, h])))
                 .OrderByDescending(s => Math.Abs(s.LogitDiff)).ThenBy(s => s.Layer).ThenBy(s => s.Head)
                 .Take(Math.Max(0, topK)).ToList();
             int len = lengths?[patternPrompt] ?? (int)pos;
             var patterns = top.Select(s => new HeadPattern(s.Layer, s.Head,
-                To2D(cache[$"blocks.{s.Layer}.attn.hook_pattern"][patternPrompt, s.Head].narrow(0, 0, len).narrow(1, 0, len)))).ToList();
+                cache[$"blocks.{s.Layer}.attn.hook_pattern"][patternPrompt, s.Head].narrow(0, 0, len).narrow(1, 0, len).ToArray2D())).ToList();
 
             double og = avg.item<float>();
             double proj = projected.item<float>();
@@ -147,15 +147,5 @@ public static class DirectLogitAttribution
         long c = stack.shape[0], b = stack.shape[1], d = stack.shape[3];
         var idx = finalPos.view(1, b, 1, 1).expand(c, b, 1, d);
         return stack.gather(2, idx).squeeze(2);
-    }
-
-    private static float[,] To2D(Tensor t)
-    {
-        var c = t.contiguous();
-        int r = (int)c.shape[0], k = (int)c.shape[1];
-        var flat = c.data<float>().ToArray();
-        var a = new float[r, k];
-        for (int i = 0; i < r; i++) for (int j = 0; j < k; j++) a[i, j] = flat[i * k + j];
-        return a;
     }
 }
