@@ -1,15 +1,25 @@
 using System.Diagnostics;
+using SharpLens.Loading;
+using SharpLens.Loading.Hub;
 using SharpLens.Model;
 
 namespace SharpLens.Cli;
 
-/// <summary>Loads a model for a command, with progress on stderr.</summary>
+/// <summary>Loads a model for a command: downloads with a progress display when needed, then reports the load time.</summary>
 internal static class ModelLoading
 {
     public static HookedTransformer Load(string nameOrPath, TextWriter stderr, bool process = true)
     {
+        string folder = nameOrPath, name = Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath));
+        if (!Directory.Exists(nameOrPath))
+        {
+            var info = ModelRegistry.Resolve(nameOrPath);
+            using var client = new HubClient(HubOptions.FromEnvironment());
+            folder = DownloadDisplay.RunAsync(stderr, p => client.DownloadModelAsync(info.RepoId, "main", p)).GetAwaiter().GetResult();
+            name = nameOrPath;
+        }
         var sw = Stopwatch.StartNew();
-        var model = process ? HookedTransformer.FromPretrained(nameOrPath) : HookedTransformer.FromPretrainedNoProcessing(nameOrPath);
+        var model = HookedTransformer.FromFolder(folder, process ? ProcessingOptions.Default : ProcessingOptions.None, name);
         stderr.WriteLine($"[sharplens] loaded {model.Config.ModelName} ({model.Config.NLayers} layers, d_model {model.Config.DModel}, " +
             $"{model.Config.NHeads} heads) in {sw.Elapsed.TotalSeconds:F2} s");
         return model;

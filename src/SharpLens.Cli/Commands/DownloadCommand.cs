@@ -37,21 +37,7 @@ internal sealed class DownloadCommand(Func<HubOptions>? options = null) : ICliCo
         try
         {
             using var client = new HubClient(hubOptions);
-            string snapshot;
-            if (ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected)
-            {
-                var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-                snapshot = await console.Progress()
-                    .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(),
-                        new TransferSpeedColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                    .StartAsync(ctx => client.DownloadModelAsync(info.RepoId, revision, new BarProgress(ctx), cts.Token));
-            }
-            else
-            {
-                // Spectre's live display prints nothing when redirected: plain lines every 2 s or 10 % instead.
-                snapshot = await client.DownloadModelAsync(info.RepoId, revision, new LineProgress(stderr), cts.Token);
-            }
+            string snapshot = await DownloadDisplay.RunAsync(stderr, progress => client.DownloadModelAsync(info.RepoId, revision, progress, cts.Token));
             stdout.WriteLine(snapshot);
             return 0;
         }
@@ -63,23 +49,6 @@ internal sealed class DownloadCommand(Func<HubOptions>? options = null) : ICliCo
         finally
         {
             Console.CancelKeyPress -= onCancel;
-        }
-    }
-
-    /// <summary>One Spectre progress task per file.</summary>
-    private sealed class BarProgress(ProgressContext ctx) : IProgress<DownloadProgress>
-    {
-        private readonly Dictionary<string, ProgressTask> _tasks = [];
-
-        public void Report(DownloadProgress p)
-        {
-            lock (_tasks)
-            {
-                if (!_tasks.TryGetValue(p.File, out var task))
-                    _tasks[p.File] = task = ctx.AddTask(Markup.Escape(p.File), maxValue: p.TotalBytes is > 0 ? p.TotalBytes.Value : 1);
-                task.IsIndeterminate = p.TotalBytes is null;
-                task.Value = Math.Min(p.BytesDone, task.MaxValue);
-            }
         }
     }
 }

@@ -44,7 +44,7 @@ internal sealed class RunCommand : ICliCommand
         }
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
 
-        using var model = noProcessing ? HookedTransformer.FromPretrainedNoProcessing(modelName) : HookedTransformer.FromPretrained(modelName);
+        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing);
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
         if (ids is not null)
