@@ -22,24 +22,35 @@ public sealed record ProcessingOptions
 }
 
 /// <summary>
-/// TransformerLens's weight processing, each step a pure function from a state dict to a new one (inputs are never
-/// modified: they may be memory-mapped). Outputs are mathematically equivalent models whose weights are easier to
-/// interpret.
+/// TransformerLens's weight processing. Each public step is a pure function from a state dict to a new one (inputs are
+/// never modified: they may be memory-mapped). <see cref="Process"/> chains the steps and lets later steps update
+/// tensors that earlier steps created in place, with each parameter's temporaries freed at once, so processing GPT-2
+/// small allocates about one model's worth of memory instead of several.
 /// </summary>
 public static class WeightProcessing
 {
+    /// <summary>Tensors created by this processing run, which later steps may modify in place.</summary>
+    private sealed class Owned
+    {
+        private readonly HashSet<Tensor> _set = new(ReferenceEqualityComparer.Instance);
+        public bool Contains(Tensor t) => _set.Contains(t);
+        public Tensor Add(Tensor t) { _set.Add(t); return t; }
+    }
+
     /// <summary>Applies the selected steps in TransformerLens's order; returns the new state dict and config.</summary>
     public static (Dictionary<string, Tensor> StateDict, HookedTransformerConfig Config) Process(
         Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, ProcessingOptions options)
     {
+        var owned = new Owned();
         if (options.FoldLayerNorm && cfg.NormalizationType == "LN")
         {
-            sd = FoldLayerNorm(sd, cfg, centerWeights: true);
+            sd = FoldLayerNorm(sd, cfg, true, owned);
             cfg = cfg.WithNormalization("LNPre");
         }
-        if (options.CenterWritingWeights && cfg.NormalizationType is "LN" or "LNPre") sd = CenterWritingWeights(sd, cfg);
-        if (options.CenterUnembed) sd = CenterUnembed(sd);
-        if (options.FoldValueBiases) sd = FoldValueBiases(sd, cfg, recenterOutputBias: options.CenterWritingWeights && cfg.NormalizationType is "LN" or "LNPre");
+        bool hasLn = cfg.NormalizationType is "LN" or "LNPre";
+        if (options.CenterWritingWeights && hasLn) sd = CenterWritingWeights(sd, cfg, owned);
+        if (options.CenterUnembed) sd = CenterUnembed(sd, owned);
+        if (options.FoldValueBiases) sd = FoldValueBiases(sd, cfg, options.CenterWritingWeights && hasLn, owned);
         return (sd, cfg);
     }
 
@@ -49,66 +60,78 @@ public static class WeightProcessing
     /// and (<paramref name="centerWeights"/>) centres the folded reading weights over d_model. The LN parameters
     /// are removed.
     /// </summary>
-    public static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights = true)
+    public static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights = true) =>
+        FoldLayerNorm(sd, cfg, centerWeights, new Owned());
+
+    private static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
+        // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W (a matvec over d_model), W is scaled row-wise.
+        void Fold(string wName, string bName, Tensor w, Tensor b)
+        {
+            using var scope = NewDisposeScope();
+            var W = sd[wName];
+            o[bName] = owned.Add((sd[bName] + einsum("...dk,d->...k", W, b)).MoveToOuterDisposeScope());
+            var folded = W * w.unsqueeze(-1);
+            if (centerWeights) folded.sub_(folded.mean([-2], keepdim: true));
+            o[wName] = owned.Add(folded.MoveToOuterDisposeScope());
+        }
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string p = $"blocks.{l}.";
-            var w1 = sd[p + "ln1.w"]; var b1 = sd[p + "ln1.b"];
             foreach (var x in new[] { "Q", "K", "V" })
-            {
-                var W = sd[p + "attn.W_" + x];                                        // [h, d, dh]
-                o[p + "attn.b_" + x] = sd[p + "attn.b_" + x] + (W * b1.unsqueeze(-1)).sum(-2);
-                var folded = W * w1.unsqueeze(-1);
-                o[p + "attn.W_" + x] = centerWeights ? folded - folded.mean([-2], keepdim: true) : folded;
-            }
+                Fold(p + "attn.W_" + x, p + "attn.b_" + x, sd[p + "ln1.w"], sd[p + "ln1.b"]);
             o.Remove(p + "ln1.w"); o.Remove(p + "ln1.b");
             if (cfg.AttnOnly) continue;
-            var w2 = sd[p + "ln2.w"]; var b2 = sd[p + "ln2.b"];
-            var wIn = sd[p + "mlp.W_in"];                                             // [d, d_mlp]
-            o[p + "mlp.b_in"] = sd[p + "mlp.b_in"] + (wIn * b2.unsqueeze(-1)).sum(-2);
-            var foldedIn = wIn * w2.unsqueeze(-1);
-            o[p + "mlp.W_in"] = centerWeights ? foldedIn - foldedIn.mean([-2], keepdim: true) : foldedIn;
+            Fold(p + "mlp.W_in", p + "mlp.b_in", sd[p + "ln2.w"], sd[p + "ln2.b"]);
             o.Remove(p + "ln2.w"); o.Remove(p + "ln2.b");
         }
-        var wU = sd["unembed.W_U"];                                                   // [d, vocab]
-        o["unembed.b_U"] = sd["unembed.b_U"] + (wU * sd["ln_final.b"].unsqueeze(-1)).sum(-2);
-        var foldedU = wU * sd["ln_final.w"].unsqueeze(-1);
-        o["unembed.W_U"] = centerWeights ? foldedU - foldedU.mean([-2], keepdim: true) : foldedU;
+        Fold("unembed.W_U", "unembed.b_U", sd["ln_final.w"], sd["ln_final.b"]);
         o.Remove("ln_final.w"); o.Remove("ln_final.b");
         return o;
+    }
+
+    /// <summary>Subtracts the mean over <paramref name="dim"/>: in place on a tensor this run created, else into a new one.</summary>
+    private static Tensor Center(Tensor t, int dim, Owned owned)
+    {
+        using var scope = NewDisposeScope();
+        var mean = dim == int.MinValue ? t.mean() : t.mean([dim], keepdim: true);
+        if (owned.Contains(t)) { t.sub_(mean); return t; }
+        return owned.Add((t - mean).MoveToOuterDisposeScope());
     }
 
     /// <summary>
     /// Centres every weight writing to the residual stream over d_model: W_E, W_pos, each W_O and W_out, and their
     /// biases b_O, b_out (so their mean over d_model is zero; LayerNorm removes that mean anyway).
     /// </summary>
-    public static Dictionary<string, Tensor> CenterWritingWeights(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg)
+    public static Dictionary<string, Tensor> CenterWritingWeights(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg) =>
+        CenterWritingWeights(sd, cfg, new Owned());
+
+    private static Dictionary<string, Tensor> CenterWritingWeights(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
-        Tensor Center(Tensor t) => t - t.mean([-1], keepdim: true);
-        o["embed.W_E"] = Center(sd["embed.W_E"]);
-        o["pos_embed.W_pos"] = Center(sd["pos_embed.W_pos"]);
+        void C(string name) => o[name] = Center(sd[name], -1, owned);
+        C("embed.W_E"); C("pos_embed.W_pos");
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string p = $"blocks.{l}.";
-            o[p + "attn.W_O"] = Center(sd[p + "attn.W_O"]);
-            o[p + "attn.b_O"] = Center(sd[p + "attn.b_O"]);
+            C(p + "attn.W_O"); C(p + "attn.b_O");
             if (cfg.AttnOnly) continue;
-            o[p + "mlp.W_out"] = Center(sd[p + "mlp.W_out"]);
-            o[p + "mlp.b_out"] = Center(sd[p + "mlp.b_out"]);
+            C(p + "mlp.W_out"); C(p + "mlp.b_out");
         }
         return o;
     }
 
     /// <summary>Centres W_U and b_U over the vocabulary (logit differences and probabilities are unchanged).</summary>
-    public static Dictionary<string, Tensor> CenterUnembed(Dictionary<string, Tensor> sd)
+    public static Dictionary<string, Tensor> CenterUnembed(Dictionary<string, Tensor> sd) => CenterUnembed(sd, new Owned());
+
+    private static Dictionary<string, Tensor> CenterUnembed(Dictionary<string, Tensor> sd, Owned owned)
     {
-        var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
-        var wU = sd["unembed.W_U"]; var bU = sd["unembed.b_U"];
-        o["unembed.W_U"] = wU - wU.mean([-1], keepdim: true);
-        o["unembed.b_U"] = bU - bU.mean();
+        var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal)
+        {
+            ["unembed.W_U"] = Center(sd["unembed.W_U"], -1, owned),
+            ["unembed.b_U"] = Center(sd["unembed.b_U"], int.MinValue, owned),
+        };
         return o;
     }
 
@@ -117,16 +140,21 @@ public static class WeightProcessing
     /// (valid because attention patterns sum to 1). Like TransformerLens v3, b_O is re-centred afterwards when
     /// writing weights are centred.
     /// </summary>
-    public static Dictionary<string, Tensor> FoldValueBiases(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool recenterOutputBias)
+    public static Dictionary<string, Tensor> FoldValueBiases(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool recenterOutputBias) =>
+        FoldValueBiases(sd, cfg, recenterOutputBias, new Owned());
+
+    private static Dictionary<string, Tensor> FoldValueBiases(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool recenterOutputBias, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string p = $"blocks.{l}.attn.";
+            using var scope = NewDisposeScope();
             var bV = sd[p + "b_V"]; var wO = sd[p + "W_O"];                          // [h, dh], [h, dh, d]
-            var bO = sd[p + "b_O"] + (bV.unsqueeze(-1) * wO).sum([0, 1]);
-            o[p + "b_O"] = recenterOutputBias ? bO - bO.mean() : bO;
-            o[p + "b_V"] = zeros_like(bV);
+            var bO = sd[p + "b_O"] + einsum("hk,hkd->d", bV, wO);
+            if (recenterOutputBias) bO.sub_(bO.mean());
+            o[p + "b_O"] = owned.Add(bO.MoveToOuterDisposeScope());
+            o[p + "b_V"] = owned.Add(zeros_like(bV).MoveToOuterDisposeScope());
         }
         return o;
     }

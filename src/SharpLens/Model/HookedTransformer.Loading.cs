@@ -45,11 +45,15 @@ public sealed partial class HookedTransformer
         var family = ModelFamilies.ForConfig(hf, configPath);
         var cfg = family.CreateConfig(hf, modelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
 
-        using var scope = NewDisposeScope();
-        var raw = Checkpoint.LoadStateDict(folder);
-        var sd = family.ConvertWeights(raw, cfg);
-        (sd, cfg) = WeightProcessing.Process(sd, cfg, options);
-        var model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
+        HookedTransformer model;
+        using (var scope = NewDisposeScope())
+        {
+            var raw = Checkpoint.LoadStateDict(folder);
+            var sd = family.ConvertWeights(raw, cfg);
+            (sd, cfg) = WeightProcessing.Process(sd, cfg, options);
+            model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
+        }
+        NativeMemory.Trim(); // hand the processing temporaries back to the OS
         // GPT-2-vocabulary models use the built-in (fast, offline) GPT-2 BPE; others the files shipped with the checkpoint.
         model.Tokenizer = cfg.TokenizerName == "gpt2" && cfg.DVocab == Tokenization.Gpt2Tokenizer.Default.VocabSize
             ? Tokenization.Gpt2Tokenizer.Default

@@ -43,6 +43,9 @@ public sealed partial class HookedTransformer : IDisposable
     private readonly Unembed _unembed;
     private bool _disposed;
 
+    // Reuse freed tensor memory instead of faulting fresh pages in on every forward (see NativeMemory).
+    static HookedTransformer() => NativeMemory.Configure();
+
     /// <summary>
     /// Builds a model from a config and a TransformerLens-named state dict. Every parameter of
     /// <see cref="ParameterLayout.For"/> must be present with its shape; extra names are an error. The model takes
