@@ -1,3 +1,4 @@
+using SharpLens.Analysis;
 using SharpLens.Model;
 using static TorchSharp.torch;
 
@@ -21,50 +22,32 @@ internal static class Workloads
 
     /// <summary>
     /// The seed notebook's direct-logit-attribution pipeline on the IOI batch: run with cache, logit-difference
-    /// direction from the answer tokens, accumulated residual (incl. resid_mid) at the last position through the final
-    /// LayerNorm scale, then every head's result at the last position through the same scale, each projected on the
-    /// direction.
-    /// TODO(lead): the library's ActivationCache.AccumulatedResid / ApplyLnToStack / StackHeadResults and
-    /// HookedTransformer.TokensToResidualDirections were not on main when this was written; this computes the same
-    /// quantities with plain tensor ops from the cache (TransformerLens semantics for LNPre). Swap in the library
-    /// calls once they land so the bench times them:
-    ///   var dirs = model.TokensToResidualDirections(answers);                 // [batch, 2, d_model]
-    ///   var (acc, _) = cache.AccumulatedResid(-1, inclMid: true);
-    ///   var accLn = cache.ApplyLnToStack(acc, -1, posSlice: -1);
-    ///   var (heads, _) = cache.StackHeadResults(-1);
-    ///   var headsLn = cache.ApplyLnToStack(heads, -1, posSlice: -1);
+    /// directions from the answer tokens, accumulated residual (incl. resid_mid) at the last position through the final
+    /// LayerNorm's cached scale, then every head's result at the last position through the same scale, each projected
+    /// on the directions (the seed's <c>residual_stack_to_logit_diff</c>).
     /// </summary>
     public static void Dla(HookedTransformer model, Tensor tokens, Tensor answers)
     {
         using var scope = NewDisposeScope();
-        var cfg = model.Config;
         long batch = tokens.shape[0];
         var (_, cache) = model.RunWithCache(tokens);
         using (cache)
         {
-            // TokensToResidualDirections: W_U columns of the answers → [batch, 2, d_model]
-            var dirs = model.Parameter("unembed.W_U").t().index_select(0, answers.reshape(-1)).view(batch, 2, cfg.DModel);
-            var diff = dirs.select(1, 0) - dirs.select(1, 1);                                   // [batch, d]
-
-            // ApplyLnToStack(layer -1, pos -1) for LNPre: centre, divide by ln_final.hook_scale at the last position
-            var scale = cache["ln_final.hook_scale"].select(1, -1);                           // [batch, 1]
-            Tensor ApplyLn(Tensor stack) => (stack - stack.mean([-1], keepdim: true)) / scale;
-
-            var acc = new List<Tensor>();                                                      // AccumulatedResid(-1, inclMid)
-            for (int l = 0; l < cfg.NLayers; l++)
-            {
-                acc.Add(cache[$"blocks.{l}.hook_resid_pre"].select(1, -1));
-                acc.Add(cache[$"blocks.{l}.hook_resid_mid"].select(1, -1));
-            }
-            acc.Add(cache[$"blocks.{cfg.NLayers - 1}.hook_resid_post"].select(1, -1));
-            var logitLens = einsum("cbd,bd->c", ApplyLn(stack(acc)), diff) / batch;           // [2L+1]
-
-            var heads = new List<Tensor>();                                                    // StackHeadResults(-1)
-            for (int l = 0; l < cfg.NLayers; l++)
-                heads.Add(einsum("bhd,hde->hbe", cache[$"blocks.{l}.attn.hook_z"].select(1, -1), model.Parameter($"blocks.{l}.attn.W_O")));
-            var perHead = einsum("cbd,bd->c", ApplyLn(cat(heads)), diff) / batch;              // [L·H]
-            _ = logitLens.sum().item<float>() + perHead.sum().item<float>();                       // force completion
+            var dirs = model.TokensToResidualDirections(answers);                            // [batch, 2, d]
+            var diff = dirs.select(1, 0) - dirs.select(1, 1);                               // [batch, d]
+            var (acc, _) = cache.AccumulatedResid(-1, inclMid: true, posSlice: -1);         // [2L+1, batch, d]
+            var logitLens = einsum("cbd,bd->c", cache.ApplyLnToStack(acc, -1, posSlice: -1), diff) / batch;
+            var (heads, _) = cache.StackHeadResults(-1, posSlice: -1);                      // [L·H, batch, d]
+            var perHead = einsum("cbd,bd->c", cache.ApplyLnToStack(heads, -1, posSlice: -1), diff) / batch;
+            _ = logitLens.sum().item<float>() + perHead.sum().item<float>();               // read results, as the seed prints them
         }
+    }
+
+    /// <summary>The library's whole DLA analysis (what <c>sharplens dla</c> runs): the above plus decomposition, top heads and patterns.</summary>
+    public static void DlaRun(HookedTransformer model, Tensor tokens, Tensor answers)
+    {
+        using var scope = NewDisposeScope();
+        DirectLogitAttribution.Run(model, tokens, answers);
     }
 
     /// <summary>
