@@ -47,6 +47,47 @@ public sealed class InterventionTests
         Assert.All(model.HookPoints, p => Assert.False(p.HasHooks));
     }
 
+    [Theory]
+    [InlineData("head_all_pos")]
+    [InlineData("head_by_pos")]
+    [InlineData("block")]
+    public void EveryBundleHasTransformerLensShapesAndPatchingCleanIntoCleanIsTheIdentity(string bundle)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Golden.Model();
+        var tokens = Golden.Tokens.narrow(1, 0, 6);
+        var answers = Golden.Tensor("inputs.safetensors", "answer_tokens");
+        Tensor M(Tensor logits) => LogitDiff.Mean(logits, answers);
+        var (logits, clean) = model.RunWithCache(tokens);
+        using var _ = clean;
+        float cleanMetric = M(logits).item<float>();
+        var results = Patching.RunEvery(model, bundle, tokens, clean, M);
+        Assert.Equal(bundle == "block" ? 3 : 5, results.Count);
+        foreach (var r in results)
+        {
+            long[] expected = r.Axes.Count == 3 ? [2, 6, 4] : r.Axes[1] == "head" ? [2, 4] : [2, 6];
+            Assert.Equal(expected, r.Values.shape);
+            Assert.True((r.Values - cleanMetric).abs().max().item<float>() < 1e-5, $"{r.Kind}: patching clean into clean changed the metric");
+        }
+    }
+
+    [Fact]
+    public void PatchingQueriesOrPatternsMovesTheMetricTowardsClean()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Golden.Model();
+        var corrupted = Golden.Tensor("inputs.safetensors", "corrupted_tokens");
+        var (_, clean) = model.RunWithCache(Golden.Tokens);
+        using var _ = clean;
+        float corruptedMetric = Metric(model.Forward(corrupted)).item<float>();
+        foreach (var kind in new[] { PatchKind.HeadQAllPos, PatchKind.HeadKAllPos, PatchKind.HeadVAllPos, PatchKind.HeadPatternAllPos })
+        {
+            var r = Patching.Run(model, kind, corrupted, clean, Metric);
+            Assert.Equal(new long[] { 2, 4 }, r.Values.shape);
+            Assert.True((r.Values - corruptedMetric).abs().max().item<float>() > 1e-4, $"{kind}: no patch changed the corrupted metric");
+        }
+    }
+
     [Fact]
     public void PatchingWithMismatchedShapesIsASpecificError()
     {
