@@ -16,4 +16,18 @@ public static class TensorExtensions
         Buffer.BlockCopy(flat, 0, a, 0, flat.Length * sizeof(float));
         return a;
     }
+
+    /// <summary>Address of the tensor's first element (storage base + offset), to tell whether two tensors alias.</summary>
+    internal static long DataAddress(this Tensor t)
+    {
+        long baseAddress = t.dtype switch
+        {
+            ScalarType.Float32 => (long)t.storage<float>().data_ptr(),
+            ScalarType.Float64 => (long)t.storage<double>().data_ptr(),
+            ScalarType.Int64 => (long)t.storage<long>().data_ptr(),
+            ScalarType.Int32 => (long)t.storage<int>().data_ptr(),
+            _ => (long)t.storage<byte>().data_ptr(),
+        };
+        return baseAddress + t.storage_offset() * t.element_size();
+    }
 }

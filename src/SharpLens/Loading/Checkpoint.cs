@@ -11,7 +11,7 @@ public static class Checkpoint
         ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
 
     /// <summary>
-    /// The full path of the weights file <see cref="LoadStateDict"/> would use, or null if the folder has none:
+    /// The full path of the weights file <see cref="LoadStateDict(string)"/> would use, or null if the folder has none:
     /// <c>model.safetensors</c>, else the sharded <c>model.safetensors.index.json</c>, else <c>pytorch_model.bin</c>,
     /// else <c>pytorch_model.bin.index.json</c>.
     /// </summary>
@@ -23,31 +23,54 @@ public static class Checkpoint
     /// Safetensors tensors are memory-mapped views: treat them as read-only. Throws <see cref="SharpLensException"/>
     /// if the folder or its weights are missing, and <see cref="SafetensorsFormatException"/> for malformed files.
     /// </summary>
-    public static Dictionary<string, Tensor> LoadStateDict(string folder)
+    public static Dictionary<string, Tensor> LoadStateDict(string folder) => LoadStateDict(folder, writable: false);
+
+    /// <summary>
+    /// Like <see cref="LoadStateDict(string)"/>; with <paramref name="writable"/> every tensor is read into its own
+    /// fresh memory (no mapping), so the caller may modify it in place.
+    /// </summary>
+    /// <param name="folder">Model folder.</param>
+    /// <param name="writable">Read into fresh memory instead of mapping the file.</param>
+    /// <param name="skip">Names not to load at all (e.g. buffers the model does not use), or null.</param>
+    public static Dictionary<string, Tensor> LoadStateDict(string folder, bool writable, Func<string, bool>? skip = null)
     {
         if (!Directory.Exists(folder)) throw new SharpLensException($"Model folder '{folder}' does not exist.");
         string path = FindWeights(folder) ?? throw new SharpLensException(
             $"Model folder '{folder}' has no weights: looked for {string.Join(", ", WeightFileNames)}; the folder contains {Listing(folder)}.");
         return Path.GetFileName(path) switch
         {
-            "model.safetensors" => LoadSafetensors(path),
-            "pytorch_model.bin" => PytorchCheckpointReader.Load(path),
-            "model.safetensors.index.json" => LoadSharded(path, LoadSafetensors),
-            _ => LoadSharded(path, PytorchCheckpointReader.Load),
+            "model.safetensors" => LoadSafetensors(path, writable, skip),
+            "pytorch_model.bin" => Without(PytorchCheckpointReader.Load(path), skip),
+            "model.safetensors.index.json" => LoadSharded(path, p => LoadSafetensors(p, writable, skip), skip),
+            _ => LoadSharded(path, p => Without(PytorchCheckpointReader.Load(p), skip), skip),
         };
     }
 
-    private static Dictionary<string, Tensor> LoadSafetensors(string path)
+    private static Dictionary<string, Tensor> LoadSafetensors(string path, bool writable, Func<string, bool>? skip)
     {
         using var f = SafetensorsFile.Open(path);
-        return f.Names.ToDictionary(n => n, f.Read, StringComparer.Ordinal);
+        return f.Names.Where(n => skip is null || !skip(n))
+            .ToDictionary(n => n, n => writable ? f.ReadCopy(n) : f.Read(n), StringComparer.Ordinal);
     }
 
     /// <summary>
     /// Loads the shards named by an index's <c>weight_map</c> (tensor name → shard file). Every shard must exist,
     /// every mapped name must be in its shard, and no name may appear in two shards.
     /// </summary>
-    private static Dictionary<string, Tensor> LoadSharded(string indexPath, Func<string, Dictionary<string, Tensor>> loadShard)
+    /// <summary>Drops (and frees) the skipped tensors of a loader that cannot skip them while reading.</summary>
+    private static Dictionary<string, Tensor> Without(Dictionary<string, Tensor> all, Func<string, bool>? skip)
+    {
+        if (skip is null) return all;
+        foreach (var name in all.Keys.Where(skip).ToList())
+        {
+            all[name].Dispose();
+            all.Remove(name);
+        }
+        return all;
+    }
+
+    private static Dictionary<string, Tensor> LoadSharded(string indexPath, Func<string, Dictionary<string, Tensor>> loadShard,
+        Func<string, bool>? skip = null)
     {
         var map = ReadWeightMap(indexPath);
         string folder = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
@@ -73,7 +96,7 @@ public static class Checkpoint
             }
         }
         foreach (var (name, shard) in map)
-            if (from.GetValueOrDefault(name) != shard)
+            if (skip?.Invoke(name) != true && from.GetValueOrDefault(name) != shard)
                 throw new SafetensorsFormatException($"{indexPath}: weight_map puts '{name}' in '{shard}', but " +
                     (from.TryGetValue(name, out var actual) ? $"it is in '{actual}'." : "no shard has it."));
         foreach (var t in result.Values) t.MoveToOuterDisposeScope();

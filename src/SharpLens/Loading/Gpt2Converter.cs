@@ -11,6 +11,9 @@ namespace SharpLens.Loading;
 /// </summary>
 public static class Gpt2Converter
 {
+    /// <summary>GPT-2's causal-mask buffers (<c>h.N.attn.bias</c>, <c>h.N.attn.masked_bias</c>): not parameters.</summary>
+    public static bool IsMaskBuffer(string name) => name.EndsWith(".attn.bias", StringComparison.Ordinal) || name.EndsWith(".attn.masked_bias", StringComparison.Ordinal);
+
     /// <summary>Converts <paramref name="hf"/> into a new TransformerLens state dict (adds zero <c>unembed.b_U</c>).</summary>
     public static Dictionary<string, Tensor> Convert(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
@@ -59,7 +62,6 @@ public static class Gpt2Converter
             sd[tp + "mlp.b_in"] = Expect(Get(hp + "mlp.c_fc.bias"), hp + "mlp.c_fc.bias", m);
             sd[tp + "mlp.W_out"] = Expect(Get(hp + "mlp.c_proj.weight"), hp + "mlp.c_proj.weight", m, d);
             sd[tp + "mlp.b_out"] = Expect(Get(hp + "mlp.c_proj.bias"), hp + "mlp.c_proj.bias", d);
-            used.Add(prefix + hp + "attn.bias"); used.Add(prefix + hp + "attn.masked_bias");
         }
         sd["ln_final.w"] = Expect(Get("ln_f.weight"), "ln_f.weight", d);
         sd["ln_final.b"] = Expect(Get("ln_f.bias"), "ln_f.bias", d);
@@ -68,7 +70,7 @@ public static class Gpt2Converter
         used.Add("lm_head.weight");
         sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: wte.dtype);
 
-        var unexpected = hf.Keys.Where(k => !used.Contains(k)).ToList();
+        var unexpected = hf.Keys.Where(k => !used.Contains(k) && !IsMaskBuffer(k)).ToList();
         if (unexpected.Count > 0)
             throw new SharpLensException($"GPT-2 checkpoint has {unexpected.Count} unexpected parameter(s) for a {cfg.NLayers}-layer model: " +
                 string.Join(", ", unexpected.Take(8)) + (unexpected.Count > 8 ? ", ..." : "") + ".");

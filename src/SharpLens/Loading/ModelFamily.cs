@@ -18,6 +18,9 @@ public interface IModelFamily
 
     /// <summary>Hugging Face weights → TransformerLens state dict (unprocessed).</summary>
     Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig config);
+
+    /// <summary>Checkpoint entries the conversion never uses (buffers such as causal masks), so loading can skip them.</summary>
+    bool IsUnused(string checkpointName) => false;
 }
 
 /// <summary>GPT-2 and DistilGPT-2 (<c>GPT2LMHeadModel</c>).</summary>
@@ -33,6 +36,9 @@ public sealed class Gpt2Family : IModelFamily
     /// <inheritdoc/>
     public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig config) =>
         Gpt2Converter.Convert(hfWeights, config);
+
+    /// <inheritdoc/>
+    public bool IsUnused(string checkpointName) => Gpt2Converter.IsMaskBuffer(checkpointName);
 }
 
 /// <summary>Registry of supported model families, looked up by a config.json's architecture.</summary>

@@ -108,6 +108,27 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads one tensor into new memory of its own (positioned reads, no mapping): writable, and independent of the
+    /// file. Used when the weights are processed in place right after loading.
+    /// </summary>
+    public Tensor ReadCopy(string name)
+    {
+        var info = Info(name);
+        SafetensorsDtypes.TryGet(info.Dtype, out var dtype, out _); // validated in Open
+        var t = empty(info.Shape, dtype: dtype);
+        long length = info.End - info.Begin, offset = DataOffset + info.Begin;
+        using var handle = File.OpenHandle(Path);
+        var bytes = t.bytes;
+        for (long done = 0; done < length;)
+        {
+            int n = RandomAccess.Read(handle, bytes[(int)done..], offset + done);
+            if (n == 0) throw new SafetensorsFormatException($"{Path}: file ended while reading '{name}' (it changed after it was opened).");
+            done += n;
+        }
+        return t;
+    }
+
     private Tensor Typed(ScalarType dtype)
     {
         if (!_typed.TryGetValue(dtype, out var t)) _typed[dtype] = t = TensorBytes.Reinterpret(_bytes!, dtype).DetachFromDisposeScope();

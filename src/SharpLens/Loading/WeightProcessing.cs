@@ -35,13 +35,35 @@ public static class WeightProcessing
         private readonly HashSet<Tensor> _set = new(ReferenceEqualityComparer.Instance);
         public bool Contains(Tensor t) => _set.Contains(t);
         public Tensor Add(Tensor t) { _set.Add(t); return t; }
+
+        /// <summary>
+        /// Whether <paramref name="t"/> may be updated in place: this run owns it and no other parameter of
+        /// <paramref name="sd"/> starts at the same memory (GPT-2's W_U is a transposed view of W_E until it is folded).
+        /// </summary>
+        public bool Writable(Tensor t, Dictionary<string, Tensor> sd)
+        {
+            if (!_set.Contains(t)) return false;
+            var ptr = t.DataAddress();
+            foreach (var other in sd.Values)
+                if (!ReferenceEquals(other, t) && other.DataAddress() == ptr) return false;
+            return true;
+        }
     }
 
     /// <summary>Applies the selected steps in TransformerLens's order; returns the new state dict and config.</summary>
+    /// <param name="sd">TransformerLens-named state dict.</param>
+    /// <param name="cfg">Its config.</param>
+    /// <param name="options">Which steps to apply.</param>
+    /// <param name="inputsAreScratch">
+    /// True when the caller will not use <paramref name="sd"/>'s tensors again and they are private memory (e.g. a
+    /// copy-on-write mapping of the checkpoint): processing then updates them in place instead of allocating copies.
+    /// </param>
     public static (Dictionary<string, Tensor> StateDict, HookedTransformerConfig Config) Process(
-        Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, ProcessingOptions options)
+        Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, ProcessingOptions options, bool inputsAreScratch = false)
     {
         var owned = new Owned();
+        if (inputsAreScratch)
+            foreach (var t in sd.Values) owned.Add(t);
         if (options.FoldLayerNorm && cfg.NormalizationType == "LN")
         {
             sd = FoldLayerNorm(sd, cfg, true, owned);
@@ -66,13 +88,13 @@ public static class WeightProcessing
     private static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
-        // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W (a matvec over d_model), W is scaled row-wise.
+        // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W (a matvec: no copy of a transposed W), W is scaled row-wise.
         void Fold(string wName, string bName, Tensor w, Tensor b)
         {
             using var scope = NewDisposeScope();
             var W = sd[wName];
-            o[bName] = owned.Add((sd[bName] + einsum("...dk,d->...k", W, b)).MoveToOuterDisposeScope());
-            var folded = W * w.unsqueeze(-1);
+            o[bName] = owned.Add((sd[bName] + b.matmul(W)).MoveToOuterDisposeScope());
+            var folded = owned.Writable(W, sd) ? W.mul_(w.unsqueeze(-1)) : W * w.unsqueeze(-1);
             if (centerWeights) folded.sub_(folded.mean([-2], keepdim: true));
             o[wName] = owned.Add(folded.MoveToOuterDisposeScope());
         }
@@ -92,11 +114,11 @@ public static class WeightProcessing
     }
 
     /// <summary>Subtracts the mean over <paramref name="dim"/>: in place on a tensor this run created, else into a new one.</summary>
-    private static Tensor Center(Tensor t, int dim, Owned owned)
+    private static Tensor Center(Tensor t, int dim, Owned owned, Dictionary<string, Tensor> sd)
     {
         using var scope = NewDisposeScope();
         var mean = dim == int.MinValue ? t.mean() : t.mean([dim], keepdim: true);
-        if (owned.Contains(t)) { t.sub_(mean); return t; }
+        if (owned.Writable(t, sd)) { t.sub_(mean); return t; }
         return owned.Add((t - mean).MoveToOuterDisposeScope());
     }
 
@@ -110,7 +132,7 @@ public static class WeightProcessing
     private static Dictionary<string, Tensor> CenterWritingWeights(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
-        void C(string name) => o[name] = Center(sd[name], -1, owned);
+        void C(string name) => o[name] = Center(sd[name], -1, owned, sd);
         C("embed.W_E"); C("pos_embed.W_pos");
         for (int l = 0; l < cfg.NLayers; l++)
         {
@@ -129,8 +151,8 @@ public static class WeightProcessing
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal)
         {
-            ["unembed.W_U"] = Center(sd["unembed.W_U"], -1, owned),
-            ["unembed.b_U"] = Center(sd["unembed.b_U"], int.MinValue, owned),
+            ["unembed.W_U"] = Center(sd["unembed.W_U"], -1, owned, sd),
+            ["unembed.b_U"] = Center(sd["unembed.b_U"], int.MinValue, owned, sd),
         };
         return o;
     }

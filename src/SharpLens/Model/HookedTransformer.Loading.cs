@@ -48,9 +48,17 @@ public sealed partial class HookedTransformer
         HookedTransformer model;
         using (var scope = NewDisposeScope())
         {
-            var raw = Checkpoint.LoadStateDict(folder);
+            // Processing reads weights into fresh memory and updates them in place (about one checkpoint of memory);
+            // without processing the weights stay memory-mapped.
+            bool process = options.FoldLayerNorm || options.CenterWritingWeights || options.CenterUnembed || options.FoldValueBiases;
+            var raw = Checkpoint.LoadStateDict(folder, writable: process, skip: family.IsUnused);
             var sd = family.ConvertWeights(raw, cfg);
-            (sd, cfg) = WeightProcessing.Process(sd, cfg, options);
+            var kept = sd.Values.ToHashSet(ReferenceEqualityComparer.Instance);
+            foreach (var t in raw.Values.Where(t => !kept.Contains(t))) t.Dispose(); // handles the state dict no longer needs
+            // Process in float32 like TransformerLens, whatever the checkpoint stores (e.g. bf16).
+            foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != ScalarType.Float32).ToList())
+                sd[name] = t.to_type(ScalarType.Float32);
+            (sd, cfg) = WeightProcessing.Process(sd, cfg, options, inputsAreScratch: process);
             model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
         }
         NativeMemory.Trim(); // hand the processing temporaries back to the OS

@@ -174,18 +174,31 @@ public sealed partial class HookedTransformer : IDisposable
         string p = $"blocks.{layer}.attn.";
         long d = Config.DModel, h = Config.NHeads, dh = Config.DHead;
         using var scope = NewDisposeScope();
+        var b = stack([P(p + "b_Q"), P(p + "b_K"), P(p + "b_V")], 0).contiguous(); // [3, h, dh] (small: always copied)
+        string[] bnames = ["b_Q", "b_K", "b_V"];
+        for (int i = 0; i < 3; i++)
+        {
+            _params[p + bnames[i]].Dispose();
+            _params[p + bnames[i]] = b.select(0, i).DetachFromDisposeScope();
+        }
+        var bFused = Derived(b.view(3 * h * dh));
+        // Weights converted from GPT-2's c_attn are already views of one [d, 3, h, dh] buffer: use it as is.
+        var q = P(p + "W_Q");
+        long[] viewStrides = [dh, 3 * h * dh, 1];
+        long step = h * dh * q.element_size();
+        if (q.stride().SequenceEqual(viewStrides) && P(p + "W_K").stride().SequenceEqual(viewStrides) && P(p + "W_V").stride().SequenceEqual(viewStrides)
+            && P(p + "W_K").DataAddress() == q.DataAddress() + step && P(p + "W_V").DataAddress() == q.DataAddress() + 2 * step)
+            return (Derived(q.as_strided([d, 3 * h * dh], [3 * h * dh, 1], q.storage_offset())), bFused);
+
         var w = stack([P(p + "W_Q"), P(p + "W_K"), P(p + "W_V")], 0)   // [3, h, d, dh]
             .permute(2, 0, 1, 3).contiguous();                         // [d, 3, h, dh]
-        var b = stack([P(p + "b_Q"), P(p + "b_K"), P(p + "b_V")], 0).contiguous(); // [3, h, dh]
-        string[] names = ["W_Q", "W_K", "W_V"], bnames = ["b_Q", "b_K", "b_V"];
+        string[] names = ["W_Q", "W_K", "W_V"];
         for (int i = 0; i < 3; i++)
         {
             _params[p + names[i]].Dispose();
             _params[p + names[i]] = w.select(1, i).permute(1, 0, 2).DetachFromDisposeScope(); // [h, d, dh] view
-            _params[p + bnames[i]].Dispose();
-            _params[p + bnames[i]] = b.select(0, i).DetachFromDisposeScope();
         }
-        return (Derived(w.view(d, 3 * h * dh)), Derived(b.view(3 * h * dh)));
+        return (Derived(w.view(d, 3 * h * dh)), bFused);
     }
 
     private Tensor Derived(Tensor t)

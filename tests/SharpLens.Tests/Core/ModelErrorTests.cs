@@ -78,3 +78,36 @@ public sealed class ModelErrorTests
         Assert.Contains("'gelu_new'", e2.Message);
     }
 }
+
+public sealed class LoadingSafetyTests
+{
+    [Fact]
+    public void ProcessingInPlaceNeverChangesTheCheckpointFile()
+    {
+        string path = Path.Combine(Golden.Dir, "model.safetensors");
+        var before = System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path));
+        using (var model = Golden.Model("processed"))
+        {
+            // A second load from the same file still sees the original weights.
+            using var raw = Golden.Model("none");
+            Golden.AssertClose(Golden.Tensor("weights_none.safetensors", "embed.W_E"), raw.Parameter("embed.W_E"), "W_E unprocessed");
+            Golden.AssertClose(Golden.Tensor("weights_processed.safetensors", "embed.W_E"), model.Parameter("embed.W_E"), "W_E processed");
+        }
+        Assert.Equal(before, System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));
+    }
+}
+
+public sealed class LoadingLayoutTests
+{
+    [Theory]
+    [InlineData("none")]
+    [InlineData("processed")]
+    public void QkvWeightsShareOneFusedBufferWithoutACopy(string variant)
+    {
+        using var model = Golden.Model(variant);
+        long q = model.Parameter("blocks.1.attn.W_Q").DataAddress(), k = model.Parameter("blocks.1.attn.W_K").DataAddress(),
+            v = model.Parameter("blocks.1.attn.W_V").DataAddress();
+        Assert.Equal(4 * 16 * sizeof(float), k - q); // [d, 3, h, dh]: K starts one (h·dh) block after Q
+        Assert.Equal(2 * 4 * 16 * sizeof(float), v - q);
+    }
+}
