@@ -96,22 +96,12 @@ internal static class DlaOutput
         };
     }
 
-    /// <summary>Writes text atomically: a temp file in the same folder, then a rename.</summary>
+    /// <summary>Writes text atomically, after checking the folder exists (a typo should not create folders).</summary>
     public static void WriteAtomic(string path, string content)
     {
-        string full = Path.GetFullPath(path);
-        string? dir = Path.GetDirectoryName(full);
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir)) throw new SharpLensException($"Cannot write '{path}': folder '{dir}' does not exist.");
-        string tmp = full + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            File.WriteAllText(tmp, content);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        AtomicFile.WriteText(path, content);
     }
 
     /// <summary>JSON text of <see cref="ToJson"/>.</summary>

@@ -31,22 +31,12 @@ public static class SafetensorsWriter
         }
 
         byte[] header = Header(items, metadata);
-        string tmp = $"{path}.tmp-{Guid.NewGuid():N}";
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                fs.Write(BitConverter.GetBytes((ulong)header.Length));
-                fs.Write(header);
-                foreach (var (_, t) in items) WriteData(fs, t);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
+            fs.Write(BitConverter.GetBytes((ulong)header.Length));
+            fs.Write(header);
+            foreach (var (_, t) in items) WriteData(fs, t);
+        });
     }
 
     private static byte[] Header(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata)
@@ -85,7 +75,7 @@ public static class SafetensorsWriter
         return ms.ToArray();
     }
 
-    private static void WriteData(FileStream fs, Tensor t)
+    private static void WriteData(Stream fs, Tensor t)
     {
         using var scope = NewDisposeScope();
         var flat = t.detach().cpu().contiguous().reshape(-1);

@@ -50,7 +50,7 @@ public sealed class SafetensorsWriterTests : IDisposable
         }
         Assert.Equal(19f, f.Read("transposed")[1, 3].item<float>());
         Assert.Equal(6f, f.Read("slice")[0, 0].item<float>());
-        Assert.Empty(Directory.GetFiles(_dir, "*.tmp-*"));
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
     }
 
     [Fact]
