@@ -52,6 +52,20 @@ internal static class Measure
         return new Timing(ms, PeakRssMb(), baseline);
     }
 
+    /// <summary>Peak RSS added by one load in a fresh child process (this program with --load-probe), or null.</summary>
+    public static double? SingleLoadPeakMb(string folder)
+    {
+        if (Environment.ProcessPath is not { } exe || !OperatingSystem.IsLinux()) return null;
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(typeof(Measure).Assembly.Location);
+        psi.ArgumentList.Add("--load-probe"); psi.ArgumentList.Add(folder);
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd();
+        p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return p.ExitCode == 0 && double.TryParse(output.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var mb) ? mb : null;
+    }
+
     public static bool PeakResetWorks { get; private set; } = true;
 
     public static void ResetPeak()

@@ -13,12 +13,14 @@ internal sealed record Target(string Name, string Measured, string Goal, bool Me
         var load = r["load"]!;
         double f15 = M("forward_8x15"), f256 = M("forward_4x256"), c15 = M("cache_all_8x15");
         double pct = r["forward_4x256"]!["pct_of_peak"]!.GetValue<double>();
-        double rssRatio = load["peak_rss_over_checkpoint"]!.GetValue<double>();
+        double repeatedRatio = load["peak_rss_over_checkpoint"]!.GetValue<double>();
+        // One load in a fresh process is what the target is about; the repeated-load figure is shown beside it.
+        double rssRatio = load["single_load_peak_rss_over_checkpoint"]?.GetValue<double>() ?? repeatedRatio;
         double growth = r["memory_growth"]!["growth_pct"]!.GetValue<double>();
         return
         [
             new("load+process", $"{M("load") / 1000:F2} s", "≤ 1.0 s (page cache)", M("load") <= 1000),
-            new("load peak RSS (Δ baseline)", $"{rssRatio:F2}× checkpoint", "≤ 1.3× checkpoint", rssRatio <= 1.3),
+            new("load peak RSS (one load)", $"{rssRatio:F2}× ckpt ({repeatedRatio:F2}× over repeated loads)", "≤ 1.3× checkpoint", rssRatio <= 1.3),
             new("Forward 4x256", $"{pct:F0}% of GEMM peak", "≥ 60% of peak", pct >= 60),
             new("Forward 8x15", $"{f15 / 1000:F3} s", "≤ 0.35 s", f15 <= 350),
             new("RunWithCache(all) 8x15", $"{c15 / f15:F2}× Forward", "≤ 1.25× Forward", c15 / f15 <= 1.25),
