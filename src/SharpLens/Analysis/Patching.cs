@@ -95,40 +95,18 @@ public static class Patching
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string name = $"blocks.{l}.{hook}";
-            var clean = cleanCache[name];
+            _ = cleanCache[name]; // fails before any run when the clean cache lacks this activation
             for (int p = 0; p < nPos; p++)
                 for (int h = 0; h < nHeads; h++)
                 {
                     using var scope = NewDisposeScope();
-                    int pp = p, hh = h;
-                    HookFunction patch = (act, _) => Patch(act, clean, hook, byPos ? pp : null, byHead ? hh : null);
-                    var logits = model.RunWithHooks(corruptedTokens, [Hook.At(name, patch)]);
+                    var logits = model.RunWithHooks(corruptedTokens, [Ablations.PatchFrom(cleanCache, name, byPos ? p : null, byHead ? h : null)]);
                     values[done++] = metric(logits).item<float>();
                     progress?.Report((done, total));
                 }
         }
         long[] shape = axes.Length == 2 ? [cfg.NLayers, byPos ? pos : cfg.NHeads] : [cfg.NLayers, pos, cfg.NHeads];
         return new PatchingResult(kind, axes, tensor(values).reshape(shape));
-    }
-
-    /// <summary>Copy of <paramref name="act"/> with the selected (position, head) slice taken from <paramref name="clean"/>.</summary>
-    private static Tensor Patch(Tensor act, Tensor clean, string hook, int? pos, int? head)
-    {
-        var o = act.clone();
-        if (hook == "attn.hook_pattern")
-        {
-            // [b, head, dest, src]
-            if (pos is { } q) o[.., head!.Value, q] = clean[.., head.Value, q];
-            else o[.., head!.Value] = clean[.., head.Value];
-        }
-        else if (head is { } h)
-        {
-            // [b, pos, head, d_head]
-            if (pos is { } p) o[.., p, h] = clean[.., p, h];
-            else o[.., .., h] = clean[.., .., h];
-        }
-        else o[.., pos!.Value] = clean[.., pos.Value];
-        return o;
     }
 
     /// <summary>

@@ -63,7 +63,8 @@ public static class Ablations
 
     /// <summary>
     /// Replaces an activation by the same activation from another run's cache, entirely or only at
-    /// <paramref name="position"/> (and <paramref name="head"/> for head-indexed hooks [b, pos, head, d_head]).
+    /// <paramref name="position"/> and/or <paramref name="head"/>. Head-indexed hooks are [b, pos, head, d_head];
+    /// <c>hook_pattern</c> / <c>hook_attn_scores</c> are [b, head, dest, src], where the position is the destination.
     /// </summary>
     public static Hook PatchFrom(ActivationCache source, string hookName, int? position = null, int? head = null) =>
         Hook.At(hookName, (act, _) =>
@@ -74,9 +75,11 @@ public static class Ablations
                     $"but this run's has [{string.Join(", ", act.shape)}]; clean and corrupted inputs must have the same shape.");
             if (position is null && head is null) return src.clone();
             var o = act.clone();
-            if (position is { } p && head is { } h) o[.., p, h] = src[.., p, h];
-            else if (position is { } p2) o[.., p2] = src[.., p2];
-            else o[.., .., head!.Value] = src[.., .., head.Value];
+            bool headFirst = hookName.EndsWith("hook_pattern", StringComparison.Ordinal) || hookName.EndsWith("hook_attn_scores", StringComparison.Ordinal);
+            TensorIndex All = TensorIndex.Colon;
+            TensorIndex P = position is { } p ? p : All, H = head is { } h ? h : All;
+            TensorIndex[] at = headFirst ? [All, H, P] : [All, P, H];
+            o[at] = src[at];
             return o;
         });
 }

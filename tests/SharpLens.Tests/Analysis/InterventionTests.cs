@@ -89,6 +89,26 @@ public sealed class InterventionTests
     }
 
     [Fact]
+    public void PatchFromOnAPatternHookPatchesTheHeadAndDestinationAxes()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Golden.Model();
+        var corrupted = Golden.Tensor("inputs.safetensors", "corrupted_tokens");
+        var (_, clean) = model.RunWithCache(Golden.Tokens);
+        using var _ = clean;
+        const string name = "blocks.1.attn.hook_pattern";
+        Tensor? seen = null;
+        model.RunWithHooks(corrupted, [Ablations.PatchFrom(clean, name, position: 5, head: 2),
+            Hook.At(name, (a, _) => { seen = a.clone().MoveToOuterDisposeScope(); return null; })]);
+        var (_, corrupt) = model.RunWithCache(corrupted);
+        using var __ = corrupt;
+        Golden.AssertClose(clean[name][.., 2, 5], seen![.., 2, 5], "patched row", 1e-7);
+        Golden.AssertClose(corrupt[name][.., 1], seen[.., 1], "other head untouched");
+        Golden.AssertClose(corrupt[name][.., 2, 6], seen[.., 2, 6], "other destination untouched");
+        Assert.True((clean[name][.., 1] - corrupt[name][.., 1]).abs().max().item<float>() > 1e-3, "clean and corrupted must differ for this test to mean anything");
+    }
+
+    [Fact]
     public void PatchingWithMismatchedShapesIsASpecificError()
     {
         using var scope = NewDisposeScope();
