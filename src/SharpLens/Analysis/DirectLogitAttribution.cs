@@ -90,7 +90,7 @@ public static class DirectLogitAttribution
             Tensor Project(Tensor stackAllPos)
             {
                 var scaled = cache.ApplyLnToStack(stackAllPos, -1);
-                var final = Final(scaled, finalPos);                                    // [c, b, d]
+                var final = LogitDiff.FinalPosition(scaled, finalPos);                                    // [c, b, d]
                 return einsum("cbd,bd->c", final, diffDirs) / batch;
             }
 
@@ -138,14 +138,5 @@ public static class DirectLogitAttribution
                 PatternPrompt = patternPrompt,
             };
         }
-    }
-
-    /// <summary>[c, b, pos, d] → [c, b, d] at the last position, or at each prompt's own final position.</summary>
-    private static Tensor Final(Tensor stack, Tensor? finalPos)
-    {
-        if (finalPos is null) return stack.select(2, -1);
-        long c = stack.shape[0], b = stack.shape[1], d = stack.shape[3];
-        var idx = finalPos.view(1, b, 1, 1).expand(c, b, 1, d);
-        return stack.gather(2, idx).squeeze(2);
     }
 }

@@ -27,12 +27,19 @@ public static class LogitDiff
         return PerPrompt(logits, answerTokens, finalPositions).mean().MoveToOuterDisposeScope();
     }
 
-    /// <summary>x[:, -1] or, with per-prompt positions, x[b, pos[b]] along axis 1 (axis 2 onward kept).</summary>
+    /// <summary>
+    /// The final position of [..., batch, pos, d] activations: <c>x[..., -1, :]</c>, or with per-prompt positions
+    /// (<paramref name="finalPositions"/> [batch]) <c>x[..., b, pos[b], :]</c>. Returns [..., batch, d].
+    /// </summary>
     public static Tensor FinalPosition(Tensor x, Tensor? finalPositions)
     {
-        if (finalPositions is null) return x.select(1, -1);
-        var idx = finalPositions.to_type(ScalarType.Int64).view(-1, 1, 1).expand(-1, 1, x.shape[^1]);
-        if (x.dim() == 3) return x.gather(1, idx).squeeze(1);
-        throw new SharpLensException($"FinalPosition expects [batch, pos, d], got [{string.Join(", ", x.shape)}].");
+        if (x.dim() < 3) throw new SharpLensException($"FinalPosition expects [..., batch, pos, d], got [{string.Join(", ", x.shape)}].");
+        if (finalPositions is null) return x.select(-2, -1);
+        var shape = x.shape.ToArray();
+        shape[^2] = 1;
+        var view = Enumerable.Repeat(1L, shape.Length).ToArray();
+        view[^3] = shape[^3];
+        var idx = finalPositions.to_type(ScalarType.Int64).view(view).expand(shape);
+        return x.gather(-2, idx).squeeze(-2);
     }
 }
