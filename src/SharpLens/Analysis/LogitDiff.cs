@@ -13,7 +13,7 @@ public static class LogitDiff
     public static Tensor PerPrompt(Tensor logits, Tensor answerTokens, Tensor? finalPositions = null)
     {
         if (answerTokens.dim() != 2 || answerTokens.shape[1] != 2 || answerTokens.shape[0] != logits.shape[0])
-            throw new SharpLensException($"Answer tokens must be [batch = {logits.shape[0]}, 2] (correct, incorrect); got [{string.Join(", ", answerTokens.shape)}].");
+            throw new SharpLensException($"Answer tokens must be [batch = {logits.shape[0]}, 2] (correct, incorrect); got {TensorExtensions.ShapeText(answerTokens.shape)}.");
         using var scope = NewDisposeScope();
         var final = FinalPosition(logits, finalPositions);                       // [batch, vocab]
         var answers = final.gather(-1, answerTokens.to_type(ScalarType.Int64));   // [batch, 2]
@@ -33,7 +33,7 @@ public static class LogitDiff
     /// </summary>
     public static Tensor FinalPosition(Tensor x, Tensor? finalPositions)
     {
-        if (x.dim() < 3) throw new SharpLensException($"FinalPosition expects [..., batch, pos, d], got [{string.Join(", ", x.shape)}].");
+        if (x.dim() < 3) throw new SharpLensException($"FinalPosition expects [..., batch, pos, d], got {TensorExtensions.ShapeText(x.shape)}.");
         if (finalPositions is null) return x.select(-2, -1);
         var shape = x.shape.ToArray();
         shape[^2] = 1;

@@ -85,8 +85,8 @@ public static class Patching
         // hook_pattern is [b, h, q, k]; every other patched activation is [b, pos, ...].
         long cleanPos = hook == "attn.hook_pattern" ? clean0.shape[2] : clean0.shape[1];
         if (clean0.shape[0] != corruptedTokens.shape[0] || cleanPos != pos)
-            throw new SharpLensException($"Patching: the clean cache's '{first}' has shape [{string.Join(", ", clean0.shape)}] but the corrupted tokens are " +
-                $"[{string.Join(", ", corruptedTokens.shape)}]; clean and corrupted inputs must have the same batch size and length.");
+            throw new SharpLensException($"Patching: the clean cache's '{first}' has shape {TensorExtensions.ShapeText(clean0.shape)} but the corrupted tokens are " +
+                $"{TensorExtensions.ShapeText(corruptedTokens.shape)}; clean and corrupted inputs must have the same batch size and length.");
         bool byPos = axes.Length == 3 || axes[1] == "pos";
         bool byHead = axes.Contains("head");
         int nPos = byPos ? (int)pos : 1, nHeads = byHead ? cfg.NHeads : 1;

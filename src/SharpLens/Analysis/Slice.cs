@@ -70,12 +70,12 @@ public readonly struct Slice : IEquatable<Slice>
     {
         if (indices.dtype == ScalarType.Bool)
         {
-            if (indices.dim() != 1) throw new SharpLensException($"A boolean mask slice must be 1-D; got shape [{string.Join(", ", indices.shape)}].");
+            if (indices.dim() != 1) throw new SharpLensException($"A boolean mask slice must be 1-D; got shape {TensorExtensions.ShapeText(indices.shape)}.");
             using var nz = indices.nonzero().flatten().cpu();
             return new(SliceMode.Array, list: nz.data<long>().ToArray());
         }
         if (!is_integral(indices.dtype) || indices.dim() > 1)
-            throw new SharpLensException($"An index slice needs a 1-D integer (or boolean mask) tensor; got {indices.dtype} of shape [{string.Join(", ", indices.shape)}].");
+            throw new SharpLensException($"An index slice needs a 1-D integer (or boolean mask) tensor; got {indices.dtype} of shape {TensorExtensions.ShapeText(indices.shape)}.");
         using var flat = indices.to_type(ScalarType.Int64).flatten().cpu();
         return new(SliceMode.Array, list: flat.data<long>().ToArray());
     }

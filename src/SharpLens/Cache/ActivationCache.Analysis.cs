@@ -232,8 +232,8 @@ public sealed partial class ActivationCache
         var scaleT = ApplySlice(posSlice, this[key], -2);
         if (hasBatchDim && HasBatchDim && batchSlice is { } bs2) scaleT = bs2.Apply(scaleT, 0);
         if (!Broadcastable(stackT.shape, scaleT.shape))
-            throw new SharpLensException($"ApplyLnToStack: a stack of shape {Ops.Shape(stackT.shape)} does not fit the cached scale '{key}' " +
-                $"of shape {Ops.Shape(scaleT.shape)} after the position/batch slices. Slice the stack's positions the same way as posSlice " +
+            throw new SharpLensException($"ApplyLnToStack: a stack of shape {TensorExtensions.ShapeText(stackT.shape)} does not fit the cached scale '{key}' " +
+                $"of shape {TensorExtensions.ShapeText(scaleT.shape)} after the position/batch slices. Slice the stack's positions the same way as posSlice " +
                 "(the stack must be [components, batch?, pos?, d_model]).");
         return (stackT / scaleT).MoveToOuterDisposeScope();
     }
@@ -259,7 +259,7 @@ public sealed partial class ActivationCache
         if (incorrectTokens is not null)
         {
             if (!incorrectTokens.shape.SequenceEqual(tokens.shape))
-                throw new SharpLensException($"LogitAttrs: tokens {Ops.Shape(tokens.shape)} and incorrectTokens {Ops.Shape(incorrectTokens.shape)} must have the same shape.");
+                throw new SharpLensException($"LogitAttrs: tokens {TensorExtensions.ShapeText(tokens.shape)} and incorrectTokens {TensorExtensions.ShapeText(incorrectTokens.shape)} must have the same shape.");
             directions = directions - Model.TokensToResidualDirections(incorrectTokens);
         }
         var scaled = ApplyLnToStack(residualStack, -1, posSlice: posSlice, batchSlice: batchSlice, hasBatchDim: hasBatchDim);

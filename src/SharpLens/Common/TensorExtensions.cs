@@ -8,7 +8,7 @@ public static class TensorExtensions
     /// <summary>A 2-D float tensor as a <c>float[rows, cols]</c>.</summary>
     public static float[,] ToArray2D(this Tensor t)
     {
-        if (t.dim() != 2) throw new SharpLensException($"ToArray2D needs a 2-D tensor, got shape [{string.Join(", ", t.shape)}].");
+        if (t.dim() != 2) throw new SharpLensException($"ToArray2D needs a 2-D tensor, got shape {TensorExtensions.ShapeText(t.shape)}.");
         using var c = t.to_type(ScalarType.Float32).contiguous();
         var flat = c.data<float>().ToArray();
         int rows = (int)c.shape[0], cols = (int)c.shape[1];
@@ -30,4 +30,7 @@ public static class TensorExtensions
         };
         return baseAddress + t.storage_offset() * t.element_size();
     }
+
+    /// <summary>"[2, 3]" for error messages.</summary>
+    internal static string ShapeText(long[] shape) => "[" + string.Join(", ", shape) + "]";
 }

@@ -71,8 +71,8 @@ public static class Ablations
         {
             var src = source[hookName];
             if (!src.shape.SequenceEqual(act.shape))
-                throw new SharpLensException($"PatchFrom '{hookName}': the source activation has shape [{string.Join(", ", src.shape)}] " +
-                    $"but this run's has [{string.Join(", ", act.shape)}]; clean and corrupted inputs must have the same shape.");
+                throw new SharpLensException($"PatchFrom '{hookName}': the source activation has shape {TensorExtensions.ShapeText(src.shape)} " +
+                    $"but this run's has {TensorExtensions.ShapeText(act.shape)}; clean and corrupted inputs must have the same shape.");
             if (position is null && head is null) return src.clone();
             var o = act.clone();
             bool headFirst = hookName.EndsWith("hook_pattern", StringComparison.Ordinal) || hookName.EndsWith("hook_attn_scores", StringComparison.Ordinal);

@@ -38,8 +38,8 @@ public sealed class HookPoint
             if (replaced is null || ReferenceEquals(replaced, activation)) continue;
             if (!replaced.shape.SequenceEqual(activation.shape))
                 throw new SharpLensException(
-                    $"Hook on '{Name}' returned a tensor of shape [{string.Join(", ", replaced.shape)}], but the activation has shape " +
-                    $"[{string.Join(", ", activation.shape)}]. A hook must return null (observe) or a tensor of the same shape.");
+                    $"Hook on '{Name}' returned a tensor of shape {TensorExtensions.ShapeText(replaced.shape)}, but the activation has shape " +
+                    $"{TensorExtensions.ShapeText(activation.shape)}. A hook must return null (observe) or a tensor of the same shape.");
             activation = replaced.dtype == activation.dtype ? replaced : replaced.to_type(activation.dtype);
         }
         return activation;

@@ -30,8 +30,8 @@ public static class Gpt2Converter
         Tensor Expect(Tensor t, string key, params long[] shape)
         {
             if (!t.shape.SequenceEqual(shape))
-                throw new SharpLensException($"GPT-2 checkpoint parameter '{prefix + key}' has shape [{string.Join(", ", t.shape)}], " +
-                    $"expected [{string.Join(", ", shape)}] from config.json.");
+                throw new SharpLensException($"GPT-2 checkpoint parameter '{prefix + key}' has shape {TensorExtensions.ShapeText(t.shape)}, " +
+                    $"expected {TensorExtensions.ShapeText(shape)} from config.json.");
             return t;
         }
 

@@ -47,9 +47,9 @@ internal static class SafetensorsHeader
         if (end < begin) throw Error(path, name, $"data_offsets [{begin}, {end}] end before they begin");
         long expected;
         try { expected = checked(shape.Aggregate(1L, (a, b) => a * b) * size); }
-        catch (OverflowException) { throw Error(path, name, $"shape [{string.Join(", ", shape)}] is too large"); }
+        catch (OverflowException) { throw Error(path, name, $"shape {TensorExtensions.ShapeText(shape)} is too large"); }
         if (expected != end - begin)
-            throw Error(path, name, $"shape [{string.Join(", ", shape)}] × {size} bytes ({dtype}) = {expected} bytes, but data_offsets [{begin}, {end}] span {end - begin} bytes");
+            throw Error(path, name, $"shape {TensorExtensions.ShapeText(shape)} × {size} bytes ({dtype}) = {expected} bytes, but data_offsets [{begin}, {end}] span {end - begin} bytes");
         if (end > dataLength)
             throw Error(path, name, $"data_offsets [{begin}, {end}] lie outside the data block of {dataLength} bytes");
         return new SafetensorsTensorInfo(name, dtype, shape, begin, end);

@@ -164,7 +164,7 @@ public sealed partial class HookedTransformer
     {
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
         if (tokens.dim() != 2)
-            throw new SharpLensException($"Tokens must have shape [batch, pos] or [pos], got {Ops.Shape(tokens.shape)}.");
+            throw new SharpLensException($"Tokens must have shape [batch, pos] or [pos], got {TensorExtensions.ShapeText(tokens.shape)}.");
         if (tokens.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
             throw new SharpLensException($"Tokens must be integer ids, got dtype {tokens.dtype}.");
         if (tokens.dtype != ScalarType.Int64) tokens = tokens.to_type(ScalarType.Int64);

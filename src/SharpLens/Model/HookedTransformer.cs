@@ -152,7 +152,7 @@ public sealed partial class HookedTransformer : IDisposable
         {
             var t = stateDict[name];
             if (!t.shape.SequenceEqual(shape))
-                throw new SharpLensException($"Parameter '{name}' has shape {Ops.Shape(t.shape)}, expected {Ops.Shape(shape)} for this config.");
+                throw new SharpLensException($"Parameter '{name}' has shape {TensorExtensions.ShapeText(t.shape)}, expected {TensorExtensions.ShapeText(shape)} for this config.");
             if (!t.is_floating_point())
                 throw new SharpLensException($"Parameter '{name}' has dtype {t.dtype}; parameters must be floating point.");
         }

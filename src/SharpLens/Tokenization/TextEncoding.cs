@@ -65,7 +65,7 @@ public static class TextEncoding
     /// </summary>
     public static torch.Tensor GetAttentionMask(ITokenizer tokenizer, torch.Tensor tokens, bool prependBos, PaddingSide paddingSide)
     {
-        if (tokens.dim() != 2) throw new SharpLensException($"get_attention_mask takes [batch, pos] tokens, got shape [{string.Join(", ", tokens.shape)}].");
+        if (tokens.dim() != 2) throw new SharpLensException($"get_attention_mask takes [batch, pos] tokens, got shape {TensorExtensions.ShapeText(tokens.shape)}.");
         long pad = tokenizer.PadTokenId ?? throw new SharpLensException($"{tokenizer.Name} has no pad token, so there is no padding to mask.");
         int b = (int)tokens.shape[0], p = (int)tokens.shape[1];
         using var scope = torch.NewDisposeScope();
@@ -164,14 +164,14 @@ public static class TextEncoding
     public static string TokensToString(ITokenizer tokenizer, torch.Tensor tokens)
     {
         if (tokens.dim() > 1)
-            throw new SharpLensException($"TokensToString takes [pos] tokens, got shape [{string.Join(", ", tokens.shape)}]; use TokensToStrings for [batch, pos].");
+            throw new SharpLensException($"TokensToString takes [pos] tokens, got shape {TensorExtensions.ShapeText(tokens.shape)}; use TokensToStrings for [batch, pos].");
         return TokensToString(tokenizer, Ids(tokens).Select(CheckedInt(tokenizer)));
     }
 
     /// <summary>TransformerLens <c>to_string</c> of a [batch, pos] tensor: one string per row (padding included).</summary>
     public static IReadOnlyList<string> TokensToStrings(ITokenizer tokenizer, torch.Tensor tokens)
     {
-        if (tokens.dim() != 2) throw new SharpLensException($"TokensToStrings takes [batch, pos] tokens, got shape [{string.Join(", ", tokens.shape)}].");
+        if (tokens.dim() != 2) throw new SharpLensException($"TokensToStrings takes [batch, pos] tokens, got shape {TensorExtensions.ShapeText(tokens.shape)}.");
         long[] flat = Ids(tokens);
         int p = (int)tokens.shape[1];
         return Enumerable.Range(0, (int)tokens.shape[0])
@@ -206,7 +206,7 @@ public static class TextEncoding
     public static int GetTokenPosition(ITokenizer tokenizer, int token, torch.Tensor tokens, TokenPositionMode mode = TokenPositionMode.First)
     {
         if (tokens.dim() == 2 && tokens.shape[0] != 1 || tokens.dim() is 0 or > 2)
-            throw new SharpLensException($"get_token_position takes [pos] or [1, pos] tokens, got shape [{string.Join(", ", tokens.shape)}].");
+            throw new SharpLensException($"get_token_position takes [pos] or [1, pos] tokens, got shape {TensorExtensions.ShapeText(tokens.shape)}.");
         return Find(tokenizer, token, Ids(tokens).Select(id => (int)id).ToArray(), mode);
     }
 
@@ -277,7 +277,7 @@ public static class TextEncoding
     {
         var shape = tokens.shape.Where(d => d != 1).ToArray();
         if (shape.Length > 1)
-            throw new SharpLensException($"{what} takes [pos] or [1, pos] tokens, got shape [{string.Join(", ", tokens.shape)}].");
+            throw new SharpLensException($"{what} takes [pos] or [1, pos] tokens, got shape {TensorExtensions.ShapeText(tokens.shape)}.");
         return Ids(tokens);
     }
 

@@ -15,9 +15,6 @@ internal static class Ops
         return y.view(shape);
     }
 
-    /// <summary>"[2, 3]" for error messages.</summary>
-    public static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
-
     /// <summary>Registers a parameter-derived tensor with the model, not with the caller's dispose scope.</summary>
     public static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
 }
