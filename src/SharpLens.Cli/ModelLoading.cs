@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using SharpLens.Loading;
-using SharpLens.Loading.Hub;
 using SharpLens.Model;
 
 namespace SharpLens.Cli;
@@ -13,9 +12,8 @@ internal static class ModelLoading
         string folder = nameOrPath, name = Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath));
         if (!Directory.Exists(nameOrPath))
         {
-            var info = ModelRegistry.Resolve(nameOrPath);
-            using var client = new HubClient(HubOptions.FromEnvironment());
-            folder = DownloadDisplay.RunAsync(stderr, p => client.DownloadModelAsync(info.RepoId, "main", p)).GetAwaiter().GetResult();
+            folder = DownloadDisplay.RunAsync(stderr, p => Task.Run(() => PretrainedSource.ResolveFolder(nameOrPath, new LoadOptions { Progress = p })))
+                .GetAwaiter().GetResult();
             name = nameOrPath;
         }
         var sw = Stopwatch.StartNew();

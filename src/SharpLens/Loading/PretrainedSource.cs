@@ -15,8 +15,8 @@ public sealed record LoadOptions
     public IProgress<DownloadProgress>? Progress { get; init; }
 }
 
-/// <summary>Resolves a model name or folder to a local folder.</summary>
-internal static class PretrainedSource
+/// <summary>Resolves a model name or folder to a local folder (what <c>FromPretrained</c> does before loading).</summary>
+public static class PretrainedSource
 {
     /// <summary>An existing folder as is; otherwise a registry name or repo id, fetched into the Hugging Face cache if needed.</summary>
     public static string ResolveFolder(string nameOrPath, LoadOptions options)
