@@ -97,13 +97,8 @@ public sealed class IoiCommandTests
         try
         {
             using var scope = NewDisposeScope();
-            var tokens = Golden.Tokens; var answers = Golden.Tensor("inputs.safetensors", "answer_tokens");
-            var entries = Enumerable.Range(0, 4).Select(b => new
-            {
-                tokens = tokens[b].data<long>().ToArray(), correct_id = answers[b, 0].item<long>(), incorrect_id = answers[b, 1].item<long>(),
-            });
-            string prompts = Path.Combine(dir, "prompts.json"), json = Path.Combine(dir, "out.json");
-            File.WriteAllText(prompts, JsonSerializer.Serialize(entries));
+            string prompts = TokenPromptFile(dir, "prompts.json", Golden.Tokens, Golden.Tensor("inputs.safetensors", "answer_tokens"));
+            string json = Path.Combine(dir, "out.json");
             var (code, _, stderr) = Run("dla", "--model", Golden.Dir, "--prompts", prompts, "--json", json);
             Assert.True(code == 0, stderr);
             var o = JsonNode.Parse(File.ReadAllText(json))!.AsObject();

@@ -8,17 +8,6 @@ namespace SharpLens.Tests.Cli;
 
 public sealed class PatchGenerateCommandTests
 {
-    private static string PromptFile(string dir, string name, Tensor tokens, Tensor answers)
-    {
-        var entries = Enumerable.Range(0, (int)tokens.shape[0]).Select(b => new
-        {
-            tokens = tokens[b].data<long>().ToArray(), correct_id = answers[b, 0].item<long>(), incorrect_id = answers[b, 1].item<long>(),
-        });
-        string path = Path.Combine(dir, name);
-        File.WriteAllText(path, JsonSerializer.Serialize(entries));
-        return path;
-    }
-
     [Theory]
     [InlineData("resid_pre", "act_patch_resid_pre")]
     [InlineData("head_out_all_pos", "act_patch_attn_head_out_all_pos")]
@@ -30,8 +19,8 @@ public sealed class PatchGenerateCommandTests
         {
             using var scope = NewDisposeScope();
             var answers = Golden.Tensor("inputs.safetensors", "answer_tokens");
-            string clean = PromptFile(dir, "clean.json", Golden.Tokens, answers);
-            string corrupted = PromptFile(dir, "corrupted.json", Golden.Tensor("inputs.safetensors", "corrupted_tokens"), answers);
+            string clean = TokenPromptFile(dir, "clean.json", Golden.Tokens, answers);
+            string corrupted = TokenPromptFile(dir, "corrupted.json", Golden.Tensor("inputs.safetensors", "corrupted_tokens"), answers);
             string json = Path.Combine(dir, "p.json"), report = Path.Combine(dir, "p.html");
             var (code, stdout, stderr) = Run("patch", "--model", Golden.Dir, "--clean", clean, "--corrupted", corrupted, "--kind", kind, "--json", json, "--report", report);
             Assert.True(code == 0, stderr);
@@ -56,9 +45,9 @@ public sealed class PatchGenerateCommandTests
         {
             using var scope = NewDisposeScope();
             var answers = Golden.Tensor("inputs.safetensors", "answer_tokens");
-            string clean = PromptFile(dir, "clean.json", Golden.Tokens, answers);
-            string shorter = PromptFile(dir, "short.json", Golden.Tokens.narrow(1, 0, 8), answers);
-            string fewer = PromptFile(dir, "fewer.json", Golden.Tokens.narrow(0, 0, 2), answers.narrow(0, 0, 2));
+            string clean = TokenPromptFile(dir, "clean.json", Golden.Tokens, answers);
+            string shorter = TokenPromptFile(dir, "short.json", Golden.Tokens.narrow(1, 0, 8), answers);
+            string fewer = TokenPromptFile(dir, "fewer.json", Golden.Tokens.narrow(0, 0, 2), answers.narrow(0, 0, 2));
             Assert.Contains("must have 12 tokens", Run("patch", "--model", Golden.Dir, "--clean", clean, "--corrupted", shorter, "--kind", "resid_pre").Err);
             Assert.Contains("has 4 prompts but", Run("patch", "--model", Golden.Dir, "--clean", clean, "--corrupted", fewer, "--kind", "resid_pre").Err);
             var bad = Run("patch", "--model", Golden.Dir, "--clean", clean, "--corrupted", clean, "--kind", "resid_pr");
