@@ -4,6 +4,8 @@ using static TorchSharp.torch;
 
 namespace SharpLens.Tests.Core;
 
+/// <summary>Measures process-wide RSS and live tensors, so it runs alone (see <see cref="IsolatedCollection"/>).</summary>
+[Collection(IsolatedCollection.Name)]
 public sealed class MemoryTests
 {
     [Fact]
