@@ -190,9 +190,12 @@ public sealed partial class HookedTransformer
     private Tensor ForwardCore(Tensor tokens, Tensor? attentionMask, KeyValueCache? kv)
     {
         int past = (int)(kv?.Length ?? 0);
-        var resid = _embed.Forward(tokens) + _posEmbed.Forward(tokens, past, attentionMask);
+        var positions = attentionMask is null ? null : PosEmbed.PositionsFromMask(attentionMask);
+        var resid = _embed.Forward(tokens);
+        if (_posEmbed is not null) resid = resid + _posEmbed.Forward(tokens, past, positions);
+        var ctx = new AttentionContext(attentionMask, positions);
         for (int l = 0; l < _blocks.Length; l++)
-            resid = _blocks[l].Forward(resid, attentionMask, kv?.Layers[l]);
+            resid = _blocks[l].Forward(resid, ctx, kv?.Layers[l]);
         if (_lnFinal is not null) resid = _lnFinal.Forward(resid);
         return _unembed.Forward(resid);
     }

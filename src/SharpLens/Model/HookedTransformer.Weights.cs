@@ -6,8 +6,8 @@ public sealed partial class HookedTransformer
 {
     /// <summary>Token embedding [d_vocab, d_model].</summary>
     public Tensor W_E => P("embed.W_E");
-    /// <summary>Positional embedding [n_ctx, d_model].</summary>
-    public Tensor W_pos => P("pos_embed.W_pos");
+    /// <summary>Positional embedding [n_ctx, d_model] (learned positions only; rotary models have none).</summary>
+    public Tensor W_pos => Parameter("pos_embed.W_pos");
     /// <summary>Unembedding [d_model, d_vocab_out].</summary>
     public Tensor W_U => P("unembed.W_U");
     /// <summary>Unembedding bias [d_vocab_out].</summary>
@@ -15,22 +15,25 @@ public sealed partial class HookedTransformer
 
     /// <summary>Query weights of every layer [n_layers, n_heads, d_model, d_head] (a new tensor; dispose it).</summary>
     public Tensor W_Q => StackLayers("attn.W_Q");
-    /// <summary>Key weights [n_layers, n_heads, d_model, d_head].</summary>
+    /// <summary>Key weights [n_layers, n_heads, d_model, d_head]; grouped-query key heads are repeated for the query heads they serve.</summary>
     public Tensor W_K => StackLayers("attn.W_K");
-    /// <summary>Value weights [n_layers, n_heads, d_model, d_head].</summary>
+    /// <summary>Value weights [n_layers, n_heads, d_model, d_head]; grouped-query value heads are repeated like <see cref="W_K"/>.</summary>
     public Tensor W_V => StackLayers("attn.W_V");
     /// <summary>Output weights [n_layers, n_heads, d_head, d_model].</summary>
     public Tensor W_O => StackLayers("attn.W_O");
     /// <summary>Query biases [n_layers, n_heads, d_head].</summary>
     public Tensor b_Q => StackLayers("attn.b_Q");
-    /// <summary>Key biases [n_layers, n_heads, d_head].</summary>
+    /// <summary>Key biases [n_layers, n_heads, d_head] (grouped-query heads repeated).</summary>
     public Tensor b_K => StackLayers("attn.b_K");
-    /// <summary>Value biases [n_layers, n_heads, d_head].</summary>
+    /// <summary>Value biases [n_layers, n_heads, d_head] (grouped-query heads repeated).</summary>
     public Tensor b_V => StackLayers("attn.b_V");
     /// <summary>Attention output biases [n_layers, d_model].</summary>
     public Tensor b_O => StackLayers("attn.b_O");
     /// <summary>MLP input weights [n_layers, d_model, d_mlp].</summary>
     public Tensor W_in => StackLayers("mlp.W_in");
+    /// <summary>Gate weights of a gated MLP [n_layers, d_model, d_mlp].</summary>
+    public Tensor W_gate => Config.GatedMlp ? StackLayers("mlp.W_gate")
+        : throw new SharpLensException("This model's MLP is not gated: it has no W_gate.");
     /// <summary>MLP input biases [n_layers, d_mlp].</summary>
     public Tensor b_in => StackLayers("mlp.b_in");
     /// <summary>MLP output weights [n_layers, d_mlp, d_model].</summary>
@@ -65,7 +68,20 @@ public sealed partial class HookedTransformer
     {
         if (Config.AttnOnly && suffix.StartsWith("mlp.", StringComparison.Ordinal))
             throw new SharpLensException($"This model is attention-only: it has no '{suffix}' parameters.");
-        return stack(Enumerable.Range(0, Config.NLayers).Select(l => P($"blocks.{l}.{suffix}")).ToArray(), 0);
+        return stack(Enumerable.Range(0, Config.NLayers).Select(l => LayerParameter(l, suffix)).ToArray(), 0);
+    }
+
+    /// <summary>
+    /// A parameter of one layer by its TransformerLens property name (<c>attn.W_K</c>): under grouped-query attention
+    /// the key/value ones are <c>_W_K</c> ... with n_key_value_heads, repeated here for the query heads they serve
+    /// (TransformerLens's <c>W_K</c> property, <c>repeat_interleave</c> over heads). A new tensor for those, else the parameter.
+    /// </summary>
+    public Tensor LayerParameter(int layer, string suffix)
+    {
+        string name = $"blocks.{layer}.{suffix}";
+        if (Config.UsesGroupedQueryNames && suffix is "attn.W_K" or "attn.W_V" or "attn.b_K" or "attn.b_V")
+            return Parameter($"blocks.{layer}.attn._{suffix[5..]}").repeat_interleave(Config.NHeads / Config.KvHeads, 0);
+        return Parameter(name);
     }
 
     /// <summary>

@@ -37,9 +37,10 @@ public sealed partial class HookedTransformer : IDisposable
     private readonly List<HookPoint> _hookPoints = [];
     private readonly Dictionary<string, HookPoint> _hookDict = new(StringComparer.Ordinal);
     private readonly Embed _embed;
-    private readonly PosEmbed _posEmbed;
+    private readonly PosEmbed? _posEmbed;
+    private readonly Rotary[] _rotaries;
     private readonly TransformerBlock[] _blocks;
-    private readonly LayerNorm? _lnFinal;
+    private readonly INorm? _lnFinal;
     private readonly Unembed _unembed;
     private bool _disposed;
 
@@ -49,56 +50,88 @@ public sealed partial class HookedTransformer : IDisposable
     /// <summary>
     /// Builds a model from a config and a TransformerLens-named state dict. Every parameter of
     /// <see cref="ParameterLayout.For"/> must be present with its shape; extra names are an error. The model takes
-    /// ownership of the tensors (they are converted to float32 when stored in another float type).
+    /// ownership of the tensors (they are converted to float32 when stored in another float type). The parts of every
+    /// block (norms, attention, positions, MLP, layout) are chosen here from the config, once.
     /// </summary>
     public HookedTransformer(HookedTransformerConfig config, IReadOnlyDictionary<string, Tensor> stateDict)
     {
         Config = config;
         LoadParameters(stateDict);
-        int h = config.NHeads, dh = config.DHead;
-
-        HookPoint Hp(string name)
-        {
-            var p = new HookPoint(name);
-            _hookPoints.Add(p);
-            _hookDict.Add(name, p);
-            return p;
-        }
 
         _embed = new Embed(_params["embed.W_E"], Hp("hook_embed"));
-        _posEmbed = new PosEmbed(_params["pos_embed.W_pos"], Hp("hook_pos_embed"));
-        _blocks = new TransformerBlock[config.NLayers];
-        for (int l = 0; l < config.NLayers; l++)
+        if (config.PositionalEmbeddingType == "standard") _posEmbed = new PosEmbed(_params["pos_embed.W_pos"], Hp("hook_pos_embed"));
+        // One rotary table per distinct base (Gemma 3's local layers use their own).
+        var rotaries = new Dictionary<double, Rotary>();
+        Rotary? RotaryFor(int layer)
         {
-            string p = $"blocks.{l}.";
-            var residPre = Hp(p + "hook_resid_pre");
-            var attnIn = Hp(p + "hook_attn_in");
-            var qIn = Hp(p + "hook_q_input"); var kIn = Hp(p + "hook_k_input"); var vIn = Hp(p + "hook_v_input");
-            var ln1 = Norm(p + "ln1", Hp(p + "ln1.hook_scale"), Hp(p + "ln1.hook_normalized"))!;
-            var attnHooks = new AttentionHooks(Hp(p + "attn.hook_q"), Hp(p + "attn.hook_k"), Hp(p + "attn.hook_v"),
-                Hp(p + "attn.hook_attn_scores"), Hp(p + "attn.hook_pattern"), Hp(p + "attn.hook_z"), Hp(p + "attn.hook_result"));
-            var (wQkv, bQkv) = FuseQkv(l);
-            var attn = new Attention(config, l, P(p + "attn.W_Q"), P(p + "attn.W_K"), P(p + "attn.W_V"), P(p + "attn.W_O"),
-                P(p + "attn.b_Q"), P(p + "attn.b_K"), P(p + "attn.b_V"), P(p + "attn.b_O"), wQkv, bQkv,
-                Derived(P(p + "attn.W_O").view(h * dh, config.DModel)), attnHooks);
-            var attnOut = Hp(p + "hook_attn_out");
-            var residMid = Hp(p + "hook_resid_mid");
-            var mlpIn = Hp(p + "hook_mlp_in");
-            LayerNorm? ln2 = null; Mlp? mlp = null;
-            HookPoint mlpOut;
-            if (!config.AttnOnly)
-            {
-                ln2 = Norm(p + "ln2", Hp(p + "ln2.hook_scale"), Hp(p + "ln2.hook_normalized"));
-                mlp = new Mlp(P(p + "mlp.W_in"), P(p + "mlp.b_in"), P(p + "mlp.W_out"), P(p + "mlp.b_out"), config.ActFn,
-                    Hp(p + "mlp.hook_pre"), Hp(p + "mlp.hook_post"));
-            }
-            mlpOut = Hp(p + "hook_mlp_out");
-            var residPost = Hp(p + "hook_resid_post");
-            _blocks[l] = new TransformerBlock(config, ln1, attn, ln2, mlp,
-                new BlockHooks(residPre, attnIn, qIn, kIn, vIn, attnOut, residMid, mlpIn, mlpOut, residPost));
+            if (config.PositionalEmbeddingType != "rotary") return null;
+            double b = config.IsLocalLayer(layer) && config.RotaryBaseLocal is { } local ? local : config.RotaryBase;
+            if (!rotaries.TryGetValue(b, out var r)) rotaries[b] = r = new Rotary(config, b);
+            return r;
         }
-        _lnFinal = Norm("ln_final", Hp("ln_final.hook_scale"), Hp("ln_final.hook_normalized"));
-        _unembed = new Unembed(P("unembed.W_U"), P("unembed.b_U"), Hp("unembed.hook_in"), Hp("unembed.hook_out"));
+        _blocks = new TransformerBlock[config.NLayers];
+        for (int l = 0; l < config.NLayers; l++) _blocks[l] = BuildBlock(l, RotaryFor(l));
+        _rotaries = [.. rotaries.Values];
+        _lnFinal = Norm("ln_final", config.NormalizationType);
+        _unembed = new Unembed(P("unembed.W_U"), P("unembed.b_U"), config.OutputLogitsSoftCap, Hp("unembed.hook_in"), Hp("unembed.hook_out"));
+    }
+
+    /// <summary>Creates the parts of block <paramref name="l"/> and their hook points, in forward order.</summary>
+    private TransformerBlock BuildBlock(int l, Rotary? rotary)
+    {
+        var cfg = Config;
+        string p = $"blocks.{l}.";
+        bool postNorm = cfg.UsePostNormBlock;
+        var residPre = Hp(p + "hook_resid_pre");
+        var attnIn = Hp(p + "hook_attn_in");
+        var qIn = Hp(p + "hook_q_input"); var kIn = Hp(p + "hook_k_input"); var vIn = Hp(p + "hook_v_input");
+        var ln1 = postNorm ? null : Norm(p + "ln1", cfg.NormalizationType);
+        var attnHooks = new AttentionHooks(Hp(p + "attn.hook_q"), Hp(p + "attn.hook_k"), Hp(p + "attn.hook_v"),
+            null, null, null!, null!, null!, null!);
+        QkNorm? qNorm = null, kNorm = null;
+        if (cfg.UseQkNorm || cfg.UseQkNormOverProjection)
+        {
+            string? kind = Norms.Weighted(cfg.NormalizationType);
+            qNorm = new QkNorm(Norm(p + "attn.q_norm", kind)!, perHead: cfg.UseQkNorm);
+            kNorm = new QkNorm(Norm(p + "attn.k_norm", kind)!, perHead: cfg.UseQkNorm);
+        }
+        if (rotary is not null) attnHooks = attnHooks with { RotQ = Hp(p + "attn.hook_rot_q"), RotK = Hp(p + "attn.hook_rot_k") };
+        attnHooks = attnHooks with
+        {
+            AttnScores = Hp(p + "attn.hook_attn_scores"), Pattern = Hp(p + "attn.hook_pattern"),
+            Z = Hp(p + "attn.hook_z"), Result = Hp(p + "attn.hook_result"),
+        };
+        var attn = new Attention(cfg, l, AttentionWeightsFor(l), qNorm, kNorm, rotary, attnHooks);
+        INorm? ln1Post = null, ln2Post = null, ln2 = null;
+        IMlp? mlp = null;
+        if (cfg.UseNormalizationBeforeAndAfter) ln1Post = Norm(p + "ln1_post", Norms.Weighted(cfg.NormalizationType));
+        if (postNorm) ln1 = Norm(p + "ln1", cfg.NormalizationType);
+        var attnOut = Hp(p + "hook_attn_out");
+        var residMid = TransformerBlock.HasResidMid(cfg) ? Hp(p + "hook_resid_mid") : null;
+        var mlpIn = Hp(p + "hook_mlp_in");
+        if (!cfg.AttnOnly)
+        {
+            if (!postNorm) ln2 = Norm(p + "ln2", cfg.NormalizationType);
+            string m = p + "mlp.";
+            mlp = cfg.GatedMlp
+                ? new GatedMlp(P(m + "W_gate"), P(m + "W_in"), P(m + "b_in"), P(m + "W_out"), P(m + "b_out"), cfg.ActFn,
+                    Hp(m + "hook_pre"), Hp(m + "hook_pre_linear"), Hp(m + "hook_post"))
+                : new Mlp(P(m + "W_in"), P(m + "b_in"), P(m + "W_out"), P(m + "b_out"), cfg.ActFn, Hp(m + "hook_pre"), Hp(m + "hook_post"));
+            if (cfg.UseNormalizationBeforeAndAfter) ln2Post = Norm(p + "ln2_post", Norms.Weighted(cfg.NormalizationType));
+        }
+        var mlpOut = Hp(p + "hook_mlp_out");
+        if (postNorm && !cfg.AttnOnly) ln2 = Norm(p + "ln2", cfg.NormalizationType);
+        var residPost = Hp(p + "hook_resid_post");
+        return TransformerBlock.Create(cfg, new BlockParts(ln1, attn, ln2, mlp, ln1Post, ln2Post),
+            new BlockHooks(residPre, attnIn, qIn, kIn, vIn, attnOut, residMid, mlpIn, mlpOut, residPost));
+    }
+
+    private HookPoint Hp(string name)
+    {
+        var p = new HookPoint(name);
+        _hookPoints.Add(p);
+        _hookDict.Add(name, p);
+        return p;
     }
 
     /// <summary>The architecture. The opt-in hook switches (<c>UseAttnResult</c>, ...) may be changed at any time.</summary>
@@ -129,12 +162,9 @@ public sealed partial class HookedTransformer : IDisposable
 
     private Tensor P(string name) => _params[name];
 
-    private LayerNorm? Norm(string prefix, HookPoint scale, HookPoint normalized) => Config.NormalizationType switch
-    {
-        "LN" => new LayerNorm(P(prefix + ".w"), P(prefix + ".b"), Config.Eps, scale, normalized),
-        "LNPre" => new LayerNorm(null, null, Config.Eps, scale, normalized),
-        _ => null,
-    };
+    /// <summary>The norm <paramref name="kind"/> at <paramref name="prefix"/> with its two hook points; null without normalization.</summary>
+    private INorm? Norm(string prefix, string? kind) =>
+        kind is null ? null : Norms.Create(kind, s => P(prefix + "." + s), Config.Eps, Hp(prefix + ".hook_scale"), Hp(prefix + ".hook_normalized"));
 
     private void LoadParameters(IReadOnlyDictionary<string, Tensor> stateDict)
     {
@@ -166,39 +196,55 @@ public sealed partial class HookedTransformer : IDisposable
     }
 
     /// <summary>
-    /// One contiguous [d_model, 3·heads·d_head] matrix for q, k and v so the common path does a single GEMM; the
-    /// TransformerLens-shaped parameters become views into it (no second copy).
+    /// One contiguous [d_model, (heads + 2·kv_heads)·d_head] matrix for q, k and v so the common path does a single GEMM;
+    /// the TransformerLens-shaped parameters become views into it (no second copy).
     /// </summary>
-    private (Tensor W, Tensor B) FuseQkv(int layer)
+    private AttentionWeights AttentionWeightsFor(int layer)
     {
         string p = $"blocks.{layer}.attn.";
-        long d = Config.DModel, h = Config.NHeads, dh = Config.DHead;
-        using var scope = NewDisposeScope();
-        var b = stack([P(p + "b_Q"), P(p + "b_K"), P(p + "b_V")], 0).contiguous(); // [3, h, dh] (small: always copied)
-        string[] bnames = ["b_Q", "b_K", "b_V"];
-        for (int i = 0; i < 3; i++)
+        string wk = ParameterLayout.KeyValueName(Config, "W_K"), wv = ParameterLayout.KeyValueName(Config, "W_V");
+        string bk = ParameterLayout.KeyValueName(Config, "b_K"), bv = ParameterLayout.KeyValueName(Config, "b_V");
+        long d = Config.DModel, h = Config.NHeads, kv = Config.KvHeads, dh = Config.DHead, n = (h + 2 * kv) * dh;
+        long[] widths = [h * dh, kv * dh, kv * dh];
+        string[] wNames = ["W_Q", wk, wv], bNames = ["b_Q", bk, bv];
+        long[] heads = [h, kv, kv];
+        Tensor wFused, bFused;
+        using (var scope = NewDisposeScope())
         {
-            _params[p + bnames[i]].Dispose();
-            _params[p + bnames[i]] = b.select(0, i).DetachFromDisposeScope();
-        }
-        var bFused = Derived(b.view(3 * h * dh));
-        // Weights converted from GPT-2's c_attn are already views of one [d, 3, h, dh] buffer: use it as is.
-        var q = P(p + "W_Q");
-        long[] viewStrides = [dh, 3 * h * dh, 1];
-        long step = h * dh * q.element_size();
-        if (q.stride().SequenceEqual(viewStrides) && P(p + "W_K").stride().SequenceEqual(viewStrides) && P(p + "W_V").stride().SequenceEqual(viewStrides)
-            && P(p + "W_K").DataAddress() == q.DataAddress() + step && P(p + "W_V").DataAddress() == q.DataAddress() + 2 * step)
-            return (Derived(q.as_strided([d, 3 * h * dh], [3 * h * dh, 1], q.storage_offset())), bFused);
+            var b = cat(bNames.Select(x => P(p + x).reshape(-1)).ToArray(), 0); // [n] (small: always copied)
+            long off = 0;
+            for (int i = 0; i < 3; i++)
+            {
+                _params[p + bNames[i]].Dispose();
+                _params[p + bNames[i]] = b.narrow(0, off, widths[i]).view(heads[i], dh).DetachFromDisposeScope();
+                off += widths[i];
+            }
+            bFused = Derived(b);
 
-        var w = stack([P(p + "W_Q"), P(p + "W_K"), P(p + "W_V")], 0)   // [3, h, d, dh]
-            .permute(2, 0, 1, 3).contiguous();                         // [d, 3, h, dh]
-        string[] names = ["W_Q", "W_K", "W_V"];
-        for (int i = 0; i < 3; i++)
-        {
-            _params[p + names[i]].Dispose();
-            _params[p + names[i]] = w.select(1, i).permute(1, 0, 2).DetachFromDisposeScope(); // [h, d, dh] view
+            // Weights converted from GPT-2's c_attn are already views of one [d, q | k | v] buffer: use it as is.
+            var q = P(p + "W_Q");
+            long[] strides = [dh, n, 1];
+            long step = h * dh * q.element_size();
+            if (kv == h && q.stride().SequenceEqual(strides) && P(p + wk).stride().SequenceEqual(strides) && P(p + wv).stride().SequenceEqual(strides)
+                && P(p + wk).DataAddress() == q.DataAddress() + step && P(p + wv).DataAddress() == q.DataAddress() + 2 * step)
+            {
+                wFused = Derived(q.as_strided([d, n], [n, 1], q.storage_offset()));
+            }
+            else
+            {
+                var w = cat(wNames.Select(x => P(p + x).permute(1, 0, 2).reshape(d, -1)).ToArray(), 1); // [d, n]
+                off = 0;
+                for (int i = 0; i < 3; i++)
+                {
+                    _params[p + wNames[i]].Dispose();
+                    _params[p + wNames[i]] = w.narrow(1, off, widths[i]).view(d, heads[i], dh).permute(1, 0, 2).DetachFromDisposeScope();
+                    off += widths[i];
+                }
+                wFused = Derived(w);
+            }
         }
-        return (Derived(w.view(d, 3 * h * dh)), bFused);
+        return new AttentionWeights(P(p + "W_Q"), P(p + wk), P(p + wv), P(p + "W_O"), P(p + "b_Q"), P(p + bk), P(p + bv), P(p + "b_O"),
+            wFused, bFused, Derived(P(p + "W_O").view(h * dh, d)));
     }
 
     private Tensor Derived(Tensor t)
@@ -214,6 +260,7 @@ public sealed partial class HookedTransformer : IDisposable
         _disposed = true;
         ResetHooks(includingPermanent: true);
         foreach (var t in _params.Values.Concat(_derived)) t.Dispose();
+        foreach (var r in _rotaries) r.Dispose();
         _params.Clear();
         _derived.Clear();
     }

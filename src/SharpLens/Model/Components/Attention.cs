@@ -4,57 +4,84 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace SharpLens.Model.Components;
 
-/// <summary>Hook points of one attention layer, named as in TransformerLens (<c>blocks.L.attn.hook_*</c>).</summary>
-internal sealed record AttentionHooks(HookPoint Q, HookPoint K, HookPoint V, HookPoint AttnScores, HookPoint Pattern, HookPoint Z, HookPoint Result);
+/// <summary>Hook points of one attention layer, named as in TransformerLens (<c>blocks.L.attn.hook_*</c>); rotary ones only for rotary models.</summary>
+internal sealed record AttentionHooks(HookPoint Q, HookPoint K, HookPoint V, HookPoint? RotQ, HookPoint? RotK,
+    HookPoint AttnScores, HookPoint Pattern, HookPoint Z, HookPoint Result);
 
 /// <summary>
-/// Causal multi-head attention with head-major weights (<c>W_Q</c> [head, d_model, d_head], <c>W_O</c>
-/// [head, d_head, d_model]). <c>hook_attn_scores</c> is scaled and masked with -inf above the diagonal, as in
-/// TransformerLens. When nothing observes the scores or the pattern, a fused kernel computes z directly.
+/// Parameters of one attention layer (head-major, TransformerLens shapes; keys/values with n_key_value_heads) plus
+/// the fused views the fast path uses: <c>WQkv</c> [d_model, (heads + 2·kv_heads)·d_head] = [q | k | v].
+/// </summary>
+internal sealed record AttentionWeights(Tensor WQ, Tensor WK, Tensor WV, Tensor WO, Tensor BQ, Tensor BK, Tensor BV, Tensor BO,
+    Tensor WQkv, Tensor BQkv, Tensor WOFlat);
+
+/// <summary>What every attention layer of one forward pass shares.</summary>
+/// <param name="Mask">[batch, past + pos] (1 = real token) or null when nothing is padded.</param>
+/// <param name="Positions">Position of each token of past + pos counted from its prompt's first real token
+/// ([batch, past + pos]), or null: positions are simply 0, 1, ...</param>
+internal sealed record AttentionContext(Tensor? Mask, Tensor? Positions);
+
+/// <summary>
+/// Causal attention with head-major weights (<c>W_Q</c> [head, d_model, d_head], <c>W_O</c> [head, d_head, d_model]),
+/// grouped-query keys/values (kv head j serves query heads j·g … j·g+g−1), optional q/k norm and rotary positions,
+/// a local window per layer and a score soft-cap. <c>hook_attn_scores</c> is scaled, soft-capped and masked with -inf,
+/// as in TransformerLens. When nothing observes the scores or the pattern, a fused kernel computes z directly.
 /// </summary>
 internal sealed class Attention
 {
     private readonly HookedTransformerConfig _cfg;
-    private readonly Tensor _wQ, _wK, _wV, _wO, _bQ, _bK, _bV, _bO;
-    private readonly Tensor _wQkv, _bQkv, _wOFlat; // fused views for the common (unsplit) path
+    private readonly AttentionWeights _w;
+    private readonly QkNorm? _qNorm, _kNorm;
+    private readonly Rotary? _rotary;
     private readonly AttentionHooks _hooks;
     private readonly double _scale;
+    private readonly int? _window;       // local layers only
+    private readonly double? _softCap;
 
-    public Attention(HookedTransformerConfig cfg, int layer, Tensor wQ, Tensor wK, Tensor wV, Tensor wO,
-        Tensor bQ, Tensor bK, Tensor bV, Tensor bO, Tensor wQkv, Tensor bQkv, Tensor wOFlat, AttentionHooks hooks)
+    public Attention(HookedTransformerConfig cfg, int layer, AttentionWeights weights, QkNorm? qNorm, QkNorm? kNorm, Rotary? rotary, AttentionHooks hooks)
     {
-        _cfg = cfg; _wQ = wQ; _wK = wK; _wV = wV; _wO = wO; _bQ = bQ; _bK = bK; _bV = bV; _bO = bO;
-        _wQkv = wQkv; _bQkv = bQkv; _hooks = hooks;
-        _wOFlat = wOFlat;
+        _cfg = cfg; _w = weights; _qNorm = qNorm; _kNorm = kNorm; _rotary = rotary; _hooks = hooks;
         _scale = (cfg.UseAttnScale ? cfg.AttnScale : 1.0) * (cfg.ScaleAttnByInverseLayerIdx ? layer + 1 : 1);
+        _window = cfg.IsLocalLayer(layer) ? cfg.WindowSize : null;
+        _softCap = cfg.AttnScoresSoftCap;
     }
 
     /// <summary>
-    /// Inputs are [batch, pos, d_model], or [batch, pos, head, d_model] when the model splits q/k/v inputs per head.
-    /// <paramref name="attentionMask"/> is [batch, pastLength + pos] (1 = real token) or null.
+    /// Inputs are [batch, pos, d_model], or [batch, pos, head, d_model] when the model splits q/k/v inputs per head
+    /// (k and v then have the key/value heads).
     /// </summary>
-    public Tensor Forward(Tensor qIn, Tensor kIn, Tensor vIn, Tensor? attentionMask, KeyValueCacheEntry? kvCache)
+    public Tensor Forward(Tensor qIn, Tensor kIn, Tensor vIn, AttentionContext ctx, KeyValueCacheEntry? kvCache)
     {
-        int h = _cfg.NHeads, dh = _cfg.DHead;
+        int h = _cfg.NHeads, kvh = _cfg.KvHeads, dh = _cfg.DHead;
         Tensor q, k, v;
         if (qIn.dim() == 3 && ReferenceEquals(qIn, kIn) && ReferenceEquals(kIn, vIn))
         {
-            var qkv = Ops.Affine(qIn, _wQkv, _bQkv);               // one GEMM for q, k and v
-            var parts = qkv.view(qIn.shape[0], qIn.shape[1], 3, h, dh).unbind(2);
-            q = parts[0]; k = parts[1]; v = parts[2];
+            var qkv = Ops.Affine(qIn, _w.WQkv, _w.BQkv);               // one GEMM for q, k and v
+            long b = qIn.shape[0], p = qIn.shape[1];
+            q = qkv.narrow(-1, 0, h * dh).view(b, p, h, dh);
+            k = qkv.narrow(-1, h * dh, kvh * dh).view(b, p, kvh, dh);
+            v = qkv.narrow(-1, (h + kvh) * dh, kvh * dh).view(b, p, kvh, dh);
         }
         else
         {
-            q = Project(qIn, _wQ, _bQ); k = Project(kIn, _wK, _bK); v = Project(vIn, _wV, _bV);
+            q = Project(qIn, _w.WQ, _w.BQ); k = Project(kIn, _w.WK, _w.BK); v = Project(vIn, _w.WV, _w.BV);
         }
         q = _hooks.Q.Apply(q); k = _hooks.K.Apply(k); v = _hooks.V.Apply(v);
-        if (kvCache is not null) (k, v) = kvCache.Append(k, v);
+        if (_qNorm is not null) { q = _qNorm.Forward(q); k = _kNorm!.Forward(k); }
+        if (kvCache is not null) (k, v) = kvCache.Append(k, v); // cached before rotary, like TransformerLens
 
         long qLen = q.shape[1], kLen = k.shape[1];
+        if (_rotary is not null)
+        {
+            var qPos = ctx.Positions?.narrow(1, kLen - qLen, qLen);
+            q = _hooks.RotQ!.Apply(_rotary.Apply(q, kLen - qLen, qPos));
+            k = _hooks.RotK!.Apply(_rotary.Apply(k, 0, ctx.Positions));
+        }
+        if (kvh != h) { k = k.repeat_interleave(h / kvh, 2); v = v.repeat_interleave(h / kvh, 2); }
         var qh = q.permute(0, 2, 1, 3); var kh = k.permute(0, 2, 1, 3); var vh = v.permute(0, 2, 1, 3); // [b, h, p, dh]
         Tensor z;
-        bool fused = attentionMask is null && qLen == kLen && !_hooks.AttnScores.HasHooks && !_hooks.Pattern.HasHooks
-            && Math.Abs(_scale - Math.Sqrt(dh)) < 1e-12;
+        bool fused = ctx.Mask is null && qLen == kLen && _window is null && _softCap is null
+            && !_hooks.AttnScores.HasHooks && !_hooks.Pattern.HasHooks && Math.Abs(_scale - Math.Sqrt(dh)) < 1e-12;
         if (fused)
         {
             z = F.scaled_dot_product_attention(qh, kh, vh, is_casual: true); // [b, h, q, dh]
@@ -62,10 +89,8 @@ internal sealed class Attention
         else
         {
             var scores = qh.matmul(kh.transpose(-1, -2)) / _scale;            // [b, h, q, k]
-            var allowed = ones(qLen, kLen, dtype: ScalarType.Bool).tril(kLen - qLen);
-            if (attentionMask is not null)
-                allowed = allowed.unsqueeze(0).logical_and(attentionMask.to_type(ScalarType.Bool).unsqueeze(1)).unsqueeze(1);
-            scores = _hooks.AttnScores.Apply(scores.masked_fill(allowed.logical_not(), float.NegativeInfinity));
+            if (_softCap is { } cap) scores = (scores / cap).tanh() * cap;     // capped before masking
+            scores = _hooks.AttnScores.Apply(scores.masked_fill(Allowed(qLen, kLen, ctx.Mask).logical_not(), float.NegativeInfinity));
             var pattern = scores.softmax(-1);
             pattern = pattern.masked_fill(pattern.isnan(), 0.0); // rows with every key masked (left padding)
             pattern = _hooks.Pattern.Apply(pattern);
@@ -75,13 +100,27 @@ internal sealed class Attention
 
         if (_cfg.UseAttnResult)
         {
-            var result = _hooks.Result.Apply(einsum("bphd,hde->bphe", z, _wO));
-            return result.sum(-2) + _bO;
+            var result = _hooks.Result.Apply(einsum("bphd,hde->bphe", z, _w.WO));
+            return result.sum(-2) + _w.BO;
         }
-        return Ops.Affine(z.reshape(z.shape[0], z.shape[1], h * dh), _wOFlat, _bO);
+        return Ops.Affine(z.reshape(z.shape[0], z.shape[1], h * dh), _w.WOFlat, _w.BO);
+    }
+
+    /// <summary>
+    /// Which keys each query sees: causal (the last <paramref name="qLen"/> of <paramref name="kLen"/> positions), within
+    /// the window on local layers (query q sees key k iff q − window &lt; k ≤ q), and only real tokens of the padding mask.
+    /// [q, k], or [b, 1, q, k] with a mask.
+    /// </summary>
+    private Tensor Allowed(long qLen, long kLen, Tensor? mask)
+    {
+        var allowed = ones(qLen, kLen, dtype: ScalarType.Bool).tril(kLen - qLen);
+        if (_window is { } w) allowed = allowed.logical_and(ones(qLen, kLen, dtype: ScalarType.Bool).triu(kLen - qLen - w + 1));
+        if (mask is not null)
+            allowed = allowed.unsqueeze(0).logical_and(mask.to_type(ScalarType.Bool).unsqueeze(1)).unsqueeze(1);
+        return allowed;
     }
 
     /// <summary>Per-head projection of a [b, p, d] or per-head [b, p, h, d] input to [b, p, h, d_head].</summary>
-    private Tensor Project(Tensor x, Tensor w, Tensor b) =>
+    private static Tensor Project(Tensor x, Tensor w, Tensor b) =>
         (x.dim() == 4 ? einsum("bphd,hde->bphe", x, w) : einsum("bpd,hde->bphe", x, w)) + b;
 }

@@ -8,7 +8,7 @@ namespace SharpLens.Model.Components;
 /// centre, <c>scale = sqrt(mean(x²) + eps)</c>, divide (<c>hook_normalized</c>), then <c>w·x + b</c> (LN) or nothing more (LNPre, after
 /// the weights were folded into the next layer).
 /// </summary>
-internal sealed class LayerNorm(Tensor? w, Tensor? b, double eps, HookPoint hookScale, HookPoint hookNormalized)
+internal sealed class LayerNorm(Tensor? w, Tensor? b, double eps, HookPoint hookScale, HookPoint hookNormalized) : INorm
 {
     public Tensor Forward(Tensor x)
     {

@@ -9,21 +9,21 @@ namespace SharpLens.Model.Components;
 /// </summary>
 internal sealed class PosEmbed(Tensor wPos, HookPoint hookPosEmbed)
 {
-    public Tensor Forward(Tensor tokens, int pastLength, Tensor? attentionMask)
+    /// <param name="tokens">The new tokens [batch, pos].</param>
+    /// <param name="pastLength">Positions already in the key/value cache.</param>
+    /// <param name="positions">[batch, past + pos] positions from the padding mask, or null (0, 1, ...).</param>
+    public Tensor Forward(Tensor tokens, int pastLength, Tensor? positions)
     {
         long batch = tokens.shape[0], pos = tokens.shape[1];
-        Tensor embed;
-        if (attentionMask is null)
-        {
-            embed = wPos.narrow(0, pastLength, pos).unsqueeze(0).expand(batch, pos, wPos.shape[1]);
-        }
-        else
-        {
-            // Mask covers past + current positions; a real token's position = number of real tokens before it.
-            var shifted = attentionMask.cumsum(1) - 1;
-            var ids = shifted.clamp_min(0).narrow(1, pastLength, pos);
-            embed = wPos.index_select(0, ids.reshape(-1)).view(batch, pos, wPos.shape[1]);
-        }
+        var embed = positions is null
+            ? wPos.narrow(0, pastLength, pos).unsqueeze(0).expand(batch, pos, wPos.shape[1])
+            : wPos.index_select(0, positions.narrow(1, pastLength, pos).reshape(-1)).view(batch, pos, wPos.shape[1]);
         return hookPosEmbed.Apply(embed);
     }
+
+    /// <summary>
+    /// Position of every token of a padding mask [batch, n] (1 = real): the number of real tokens before it, 0 for
+    /// padding (TransformerLens's <c>get_offset_position_ids</c>). Shared by learned and rotary positions.
+    /// </summary>
+    public static Tensor PositionsFromMask(Tensor mask) => (mask.cumsum(1) - 1).clamp_min(0);
 }
