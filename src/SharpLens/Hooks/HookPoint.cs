@@ -16,8 +16,10 @@ public delegate Tensor? HookFunction(Tensor activation, HookPoint hook);
 public sealed class HookPoint
 {
     private readonly List<Registration> _hooks = [];
+    private readonly List<HookPoint> _after = [];
 
-    internal HookPoint(string name) => Name = name;
+    /// <summary>A hook point named <paramref name="name"/>; attach it to a model with <c>HookedTransformer.AddHookPointAfter</c> or expose it from an <see cref="IHookModule"/>.</summary>
+    public HookPoint(string name) => Name = name;
 
     /// <summary>The TransformerLens hook name.</summary>
     public string Name { get; }
@@ -28,8 +30,22 @@ public sealed class HookPoint
     /// <summary>Number of attached hooks (temporary and permanent).</summary>
     public int HookCount => _hooks.Count;
 
-    /// <summary>Runs the attached hooks in the order they were added, each seeing the previous one's output.</summary>
+    /// <summary>The module running in place of this hook point (an SAE spliced in), or null.</summary>
+    public IHookModule? Replacement { get; internal set; }
+
+    /// <summary>
+    /// Runs the attached hooks in the order they were added, each seeing the previous one's output — or, while a
+    /// module is spliced in (<see cref="Replacement"/>), the module instead (this point's own hooks do not fire, as
+    /// in TransformerLens when a HookPoint module is swapped out). Hook points chained after this one run last.
+    /// </summary>
     public Tensor Apply(Tensor activation)
+    {
+        activation = Replacement is null ? RunHooks(activation) : Replacement.Forward(activation);
+        foreach (var p in _after) activation = p.Apply(activation);
+        return activation;
+    }
+
+    private Tensor RunHooks(Tensor activation)
     {
         if (_hooks.Count == 0) return activation;
         foreach (var h in _hooks.ToArray())
@@ -44,6 +60,10 @@ public sealed class HookPoint
         }
         return activation;
     }
+
+    internal void Chain(HookPoint next) => _after.Add(next);
+
+    internal void Unchain(HookPoint next) => _after.Remove(next);
 
     internal Registration Add(HookFunction function, bool permanent)
     {
