@@ -1,73 +1,63 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+
 namespace SharpLens.Cli;
 
-/// <summary>A command-line mistake: reported with the command's usage and exit code 2.</summary>
+/// <summary>A command-line mistake: reported with a pointer to the command's help and exit code 2.</summary>
 internal sealed class CliUsageException(string message) : Exception(message);
 
 /// <summary>
-/// Minimal GNU-style argument parsing: <c>--name value</c>, <c>--name=value</c>, repeated options, boolean
-/// flags and positionals. Commands declare which options take values; anything else is a flag.
+/// What a command body reads: the values System.CommandLine parsed for the options and arguments the command declared
+/// (see <see cref="CliCommand.Symbols"/>), looked up by option name without the leading dashes.
 /// </summary>
 internal sealed class CliArgs
 {
-    private readonly Dictionary<string, List<string>> _options = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _flags = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    private readonly IReadOnlyList<string>? _raw;
+    private ParseResult? _result;
+    private Command? _command;
+
+    private CliArgs(IReadOnlyList<string>? raw, ParseResult? result, Command? command) => (_raw, _result, _command) = (raw, result, command);
+
+    /// <summary>Arguments given to a command before it is known; parsed against its declarations when it runs (for calling a command directly).</summary>
+    public static CliArgs Parse(IEnumerable<string> raw) => new(raw.ToList(), null, null);
+
+    /// <summary>The values of a parse that succeeded for <paramref name="command"/>.</summary>
+    internal static CliArgs From(ParseResult result, Command command, CancellationToken cancellation) => new(null, result, command) { Cancellation = cancellation };
+
+    /// <summary>Cancelled when the user presses Ctrl+C (commands that can stop early watch it).</summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>Parses the raw arguments of <see cref="Parse"/> with <paramref name="command"/>'s declarations; usage errors throw.</summary>
+    internal CliArgs BindTo(Command command)
+    {
+        if (_result is not null) return this;
+        var result = command.Parse(_raw!);
+        var errors = CliApp.UsageErrors(result, command).ToList();
+        if (errors.Count > 0) throw new CliUsageException(errors[0]);
+        return new CliArgs(null, result, command) { Cancellation = Cancellation };
+    }
+
+    private ParseResult Result => _result ?? throw new InvalidOperationException("CliArgs.Parse arguments are read only after the command binds them.");
+
+    private Command Cmd => _command ?? throw new InvalidOperationException("CliArgs.Parse arguments are read only after the command binds them.");
+
+    private Option Declared(string name) =>
+        Cmd.Options.FirstOrDefault(o => o.Name == "--" + name || o.Aliases.Contains("--" + name))
+        ?? throw new InvalidOperationException($"'{Cmd.Name}' reads --{name} but does not declare it in Symbols.");
 
     /// <summary>Arguments that are not options, in order.</summary>
-    public List<string> Positionals { get; } = [];
+    public List<string> Positionals =>
+        Cmd.Arguments.SelectMany(a => Result.GetResult(a)?.Tokens ?? []).Select(t => t.Value).ToList();
 
-    /// <summary>
-    /// Parses raw arguments. A token <c>--x</c> followed by a token that does not start with <c>--</c> is an option
-    /// with a value; a lone <c>--x</c> is a flag, and so is any name in <paramref name="flags"/>. After <c>--</c>
-    /// everything is positional.
-    /// </summary>
-    public static CliArgs Parse(IEnumerable<string> raw, IReadOnlySet<string>? flags = null)
-    {
-        var a = new CliArgs();
-        var list = raw.ToList();
-        for (int i = 0; i < list.Count; i++)
-        {
-            string t = list[i];
-            if (t == "--") { a.Positionals.AddRange(list.Skip(i + 1)); break; }
-            if (t.StartsWith("--", StringComparison.Ordinal) && t.Length > 2)
-            {
-                string name = t[2..];
-                int eq = name.IndexOf('=');
-                if (eq >= 0) { a.Add(name[..eq], name[(eq + 1)..]); continue; }
-                if (flags?.Contains(name) == true) { a._flags.Add(name); continue; }
-                if (i + 1 < list.Count && !list[i + 1].StartsWith("--", StringComparison.Ordinal)) { a.Add(name, list[++i]); continue; }
-                a._flags.Add(name);
-                continue;
-            }
-            if (t is "-h") { a._flags.Add("h"); continue; }
-            a.Positionals.Add(t);
-        }
-        return a;
-    }
+    /// <summary>True when the flag <c>--name</c> was given.</summary>
+    public bool Flag(string name) => Result.GetResult(Declared(name)) is { Implicit: false };
 
-    private void Add(string name, string value)
-    {
-        if (!_options.TryGetValue(name, out var l)) _options[name] = l = [];
-        l.Add(value);
-    }
+    /// <summary>The last value of <c>--name</c>, or null when it was not given.</summary>
+    public string? Option(string name) => Result.GetResult(Declared(name)) is { Tokens.Count: > 0 } r ? r.Tokens[^1].Value : null;
 
-    /// <summary>True when <c>--name</c> was given as a flag.</summary>
-    public bool Flag(string name) { _used.Add(name); return _flags.Contains(name); }
-
-    /// <summary>The last value of <c>--name</c>, or null.</summary>
-    public string? Option(string name)
-    {
-        _used.Add(name);
-        if (_flags.Contains(name)) throw new CliUsageException($"option --{name} needs a value.");
-        return _options.TryGetValue(name, out var l) ? l[^1] : null;
-    }
-
-    /// <summary>All values of a repeatable option.</summary>
-    public IReadOnlyList<string> Options(string name)
-    {
-        _used.Add(name);
-        return _options.TryGetValue(name, out var l) ? l : [];
-    }
+    /// <summary>All values of a repeatable option, in order.</summary>
+    public IReadOnlyList<string> Options(string name) =>
+        Result.GetResult(Declared(name))?.Tokens.Select(t => t.Value).ToList() ?? [];
 
     /// <summary>The value of <c>--name</c>, or a usage error saying it is required.</summary>
     public string Required(string name) => Option(name) ?? throw new CliUsageException($"option --{name} is required.");
@@ -82,14 +72,12 @@ internal sealed class CliArgs
         return v;
     }
 
+    /// <summary>A typed value of an option declared with a value type other than string (e.g. <c>Option&lt;int&gt;</c>).</summary>
+    public T? Value<T>(string name) => Result.GetValue<T>("--" + name);
+
     /// <summary>
-    /// Fails on any option or flag the command never asked about, naming the closest known one.
-    /// Call after reading every option.
+    /// Nothing left to check: the parser already rejected options the command does not declare (with a suggestion).
+    /// Kept so command bodies read as before.
     /// </summary>
-    public void RejectUnknown()
-    {
-        foreach (var name in _options.Keys.Concat(_flags))
-            if (!_used.Contains(name))
-                throw new CliUsageException($"unknown option --{name}." + NameSuggestions.DidYouMean(name, _used.Select(u => u)));
-    }
+    public void RejectUnknown() { }
 }

@@ -1,21 +1,30 @@
+using System.CommandLine;
 using SharpLens.Cli.Dla;
 
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens dla</c>: the IOI analysis for the user's own prompts (different lengths allowed).</summary>
-internal sealed class DlaCommand : ICliCommand
+internal sealed class DlaCommand : CliCommand
 {
-    public string Name => "dla";
-    public string Summary => "Direct logit attribution for your own prompts.json.";
-    public string Usage => """
-        usage: sharplens dla --model M --prompts prompts.json [--report out.html] [--json out.json] [--top-k 10] [--pattern-prompt 0]
-          prompts.json: [{"prompt": "...", "correct": " Mary", "incorrect": " John"}, ...]
-                        or [{"tokens": [ids], "correct_id": 5, "incorrect_id": 7}, ...] (models without a tokenizer)
-          Answers must be single tokens. Prompts may differ in length: they are right-padded and each is read at
-          its own last real position.
+    public override string Name => "dla";
+    public override string Summary => "Direct logit attribution for your own prompts.json.";
+    public override string Details => """
+        prompts.json: [{"prompt": "...", "correct": " Mary", "incorrect": " John"}, ...]
+                      or [{"tokens": [ids], "correct_id": 5, "incorrect_id": 7}, ...] (models without a tokenizer)
+        Answers must be single tokens. Prompts may differ in length: they are right-padded and each is read at
+        its own last real position.
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        Opt.Value("prompts", "prompts.json", "the prompts and their answers (format below)", required: true),
+        Opt.Value("report", "FILE", "write one self-contained offline HTML report"),
+        Opt.Value("json", "FILE", "write the numbers as JSON"),
+        Opt.Value("top-k", "K", "number of top heads to list and show attention patterns for (default 10)"),
+        Opt.Value("pattern-prompt", "N", "which prompt's attention patterns the report shows (default 0)"),
+    ];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string model = args.Required("model");
         string prompts = args.Required("prompts");

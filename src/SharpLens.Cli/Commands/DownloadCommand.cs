@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using SharpLens.Loading;
 using SharpLens.Loading.Hub;
@@ -6,20 +7,22 @@ using Spectre.Console;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens download NAME [--revision R]</c>: fetches a model into the Hugging Face cache and prints its snapshot folder.</summary>
-internal sealed class DownloadCommand(Func<HubOptions>? options = null) : ICliCommand
+internal sealed class DownloadCommand(Func<HubOptions>? options = null) : CliCommand
 {
-    public string Name => "download";
-    public string Summary => "Download a model into the Hugging Face cache (shared with Python).";
-    public string Usage => """
-        usage: sharplens download <name|org/repo> [--revision R]
-          <name|org/repo>  an official name (see 'sharplens models') or any Hugging Face repo id
-          --revision R     branch, tag or commit hash (default: main)
+    public override string Name => "download";
+    public override string Summary => "Download a model into the Hugging Face cache (shared with Python).";
+    public override string Details => """
         Fetches config.json, the weights and the tokenizer files, resuming interrupted downloads, and prints the
         snapshot folder. Environment: HF_HUB_CACHE or HF_HOME (cache folder), HF_TOKEN (gated or private
         repositories), HF_ENDPOINT (mirror), HF_HUB_OFFLINE=1 (no network: only check the cache).
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Args("name|org/repo", "an official name (see 'sharplens models') or any Hugging Face repo id"),
+        Opt.Value("revision", "R", "branch, tag or commit hash (default: main)"),
+    ];
 
-    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override async Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string revision = args.Option("revision") ?? "main";
         args.RejectUnknown();

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using SharpLens.Model;
 using SharpLens.Tokenization;
 using TorchSharp;
@@ -6,18 +7,27 @@ using static TorchSharp.torch;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens generate</c>: continues a prompt (greedy or sampled), with the key/value cache by default.</summary>
-internal sealed class GenerateCommand : ICliCommand
+internal sealed class GenerateCommand : CliCommand
 {
-    public string Name => "generate";
-    public string Summary => "Continue a prompt with greedy decoding or sampling.";
-    public string Usage => """
-        usage: sharplens generate --model M (--prompt TEXT | --tokens 1,2,3) [--max-new-tokens 20] [--greedy]
-                                  [--temperature 1.0] [--top-k K] [--top-p P] [--freq-penalty F] [--seed S]
-                                  [--stop-at-eos] [--no-kv-cache]
-        """;
-    public IReadOnlySet<string> Flags { get; } = new HashSet<string> { "greedy", "stop-at-eos", "no-kv-cache" };
+    public override string Name => "generate";
+    public override string Summary => "Continue a prompt with greedy decoding or sampling.";
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        Opt.Value("prompt", "TEXT", "the text to continue (or --tokens)"),
+        Opt.Value("tokens", "1,2,3", "comma-separated token ids to continue (or --prompt)"),
+        Opt.Value("max-new-tokens", "N", "tokens to generate (default 20)"),
+        Opt.Flag("greedy", "always take the most likely token instead of sampling"),
+        Opt.Value("temperature", "T", "sampling temperature (default 1.0)"),
+        Opt.Value("top-k", "K", "sample only from the K most likely tokens"),
+        Opt.Value("top-p", "P", "sample only from the smallest set of tokens with probability ≥ P"),
+        Opt.Value("freq-penalty", "F", "subtract F × (count so far) from each token's logit (default 0)"),
+        Opt.Value("seed", "S", "random seed for reproducible sampling"),
+        Opt.Flag("stop-at-eos", "stop at the end-of-text token"),
+        Opt.Flag("no-kv-cache", "recompute every position each step instead of caching keys and values"),
+    ];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string modelName = args.Required("model");
         string? prompt = args.Option("prompt");

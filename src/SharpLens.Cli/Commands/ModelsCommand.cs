@@ -1,3 +1,4 @@
+using System.CommandLine;
 using SharpLens.Loading;
 using SharpLens.Loading.Hub;
 using Spectre.Console;
@@ -5,17 +6,17 @@ using Spectre.Console;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens models</c>: the official model names, their repositories, sizes and whether each is cached.</summary>
-internal sealed class ModelsCommand(Func<HubOptions>? options = null) : ICliCommand
+internal sealed class ModelsCommand(Func<HubOptions>? options = null) : CliCommand
 {
-    public string Name => "models";
-    public string Summary => "List the supported model names, their sizes and whether they are cached.";
-    public string Usage => """
-        usage: sharplens models
+    public override string Name => "models";
+    public override string Summary => "List the supported model names, their sizes and whether they are cached.";
+    public override string Details => """
         Lists the official names with their Hugging Face repository, parameter counts (total, and TransformerLens's
         n_params of the attention and MLP weights) and whether the model is in the cache (HF_HUB_CACHE / HF_HOME).
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } = [];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"'models' takes no arguments, got '{args.Positionals[0]}'.");

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using SharpLens.Analysis;
@@ -9,7 +10,7 @@ using static TorchSharp.torch;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens patch</c>: activation patching from a clean into a corrupted prompt set (TransformerLens's patching).</summary>
-internal sealed class PatchCommand : ICliCommand
+internal sealed class PatchCommand : CliCommand
 {
     private static readonly Dictionary<string, PatchKind> Kinds = new(StringComparer.Ordinal)
     {
@@ -19,16 +20,23 @@ internal sealed class PatchCommand : ICliCommand
         ["head_pattern_all_pos"] = PatchKind.HeadPatternAllPos,
     };
 
-    public string Name => "patch";
-    public string Summary => "Activation patching: which activations restore the clean logit difference.";
-    public string Usage => $"""
-        usage: sharplens patch --model M --clean clean.json --corrupted corrupted.json --kind KIND [--report out.html] [--json out.json]
-          clean.json / corrupted.json: prompt files as for 'sharplens dla' (same number of prompts, same token lengths);
-          the metric is the mean logit difference of the clean file's answers.
-          KIND: {string.Join(", ", Kinds.Keys)}
+    public override string Name => "patch";
+    public override string Summary => "Activation patching: which activations restore the clean logit difference.";
+    public override string Details => """
+        clean.json / corrupted.json: prompt files as for 'sharplens dla' (same number of prompts, same token lengths);
+        the metric is the mean logit difference of the clean file's answers.
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        Opt.Value("clean", "clean.json", "prompts whose activations are patched in", required: true),
+        Opt.Value("corrupted", "corrupted.json", "prompts that are run with the patched activations", required: true),
+        Opt.Choice("kind", "KIND", $"what to patch: {string.Join(", ", Kinds.Keys)}", Kinds.Keys, required: true),
+        Opt.Value("report", "FILE", "write an HTML report with the heatmaps"),
+        Opt.Value("json", "FILE", "write the values as JSON"),
+    ];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string modelName = args.Required("model"), clean = args.Required("clean"), corrupted = args.Required("corrupted");
         string kindName = args.Required("kind");

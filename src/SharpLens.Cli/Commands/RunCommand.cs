@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using SharpLens.Loading;
@@ -11,20 +12,22 @@ namespace SharpLens.Cli.Commands;
 /// <c>sharplens run</c>: runs a model with every hook cached and writes logits, tokens and activations under their
 /// TransformerLens names to one safetensors file — the bridge to Python tools.
 /// </summary>
-internal sealed class RunCommand : ICliCommand
+internal sealed class RunCommand : CliCommand
 {
-    public string Name => "run";
-    public string Summary => "Run a model and export logits + every cached activation to safetensors.";
-    public string Usage => """
-        usage: sharplens run --model <name|dir> (--tokens-file tokens.json | --prompt TEXT ...) --out acts.safetensors
-                             [--no-processing] [--names REGEX] [--no-bos]
-          --tokens-file  JSON array of arrays of token ids (all the same length)
-          --prompt       text prompt (repeatable; padded on the right when lengths differ)
-          --names        only cache hook names matching this regular expression
-          --no-processing  load without TransformerLens's weight processing
-        """;
+    public override string Name => "run";
+    public override string Summary => "Run a model and export logits + every cached activation to safetensors.";
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("model", "<name|dir>", "official name, Hugging Face repo id or local folder", required: true),
+        Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
+        Opt.Many("prompt", "TEXT", "text prompt (repeatable; padded on the right when lengths differ)"),
+        Opt.Value("out", "acts.safetensors", "the safetensors file to write", required: true),
+        Opt.Flag("no-processing", "load without TransformerLens's weight processing"),
+        Opt.Value("names", "REGEX", "only cache hook names matching this regular expression"),
+        Opt.Flag("no-bos", "do not prepend the BOS token to --prompt texts"),
+    ];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string modelName = args.Required("model");
         string outPath = args.Required("out");

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using SharpLens.Tokenization;
@@ -6,21 +7,20 @@ using Spectre.Console;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens tokenize</c>: shows how a model's tokenizer splits text (TransformerLens to_tokens / to_str_tokens).</summary>
-internal sealed class TokenizeCommand : ICliCommand
+internal sealed class TokenizeCommand : CliCommand
 {
-    public string Name => "tokenize";
-    public string Summary => "Show the token ids and string tokens of texts.";
-    public string Usage => """
-        usage: sharplens tokenize [--model M] [--no-bos] [--json] TEXT...
-          --model M   gpt2 (default), gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2,
-                      or a folder with tokenizer.json or vocab.json + merges.txt
-          --no-bos    do not prepend the BOS token (TransformerLens prepend_bos=False)
-          --json      print [{"text", "ids", "str_tokens"}] instead of tables
-        Every token is shown (no n_ctx truncation).
-        """;
-    public IReadOnlySet<string> Flags { get; } = new HashSet<string> { "no-bos", "json" };
+    public override string Name => "tokenize";
+    public override string Summary => "Show the token ids and string tokens of texts.";
+    public override string Details => "Every token is shown (no n_ctx truncation).";
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Args("TEXT", "the texts to tokenize"),
+        Opt.Value("model", "M", "gpt2 (default), gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, or a folder with tokenizer.json or vocab.json + merges.txt"),
+        Opt.Flag("no-bos", "do not prepend the BOS token (TransformerLens prepend_bos=False)"),
+        Opt.Flag("json", "print [{\"text\", \"ids\", \"str_tokens\"}] instead of tables"),
+    ];
 
-    public Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string model = args.Option("model") ?? "gpt2";
         bool bos = !args.Flag("no-bos");
