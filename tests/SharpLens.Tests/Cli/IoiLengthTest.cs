@@ -14,6 +14,8 @@ public sealed class IoiLengthTests
         public int? BosTokenId => 999;
         public int? EosTokenId => 999;
         public int? PadTokenId => 999;
+        public bool PrependsBos => false;
+        public string IdToToken(int id) => DecodeToken(id);
         public IReadOnlyList<int> Encode(string text) =>
             Array.IndexOf(Names, text) is var i and >= 0 ? [900 + i] : text.Select(c => c % 900).ToList();
         public string Decode(IEnumerable<int> ids) => string.Concat(ids.Select(DecodeToken));

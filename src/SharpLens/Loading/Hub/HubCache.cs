@@ -123,7 +123,7 @@ internal static class ModelFiles
     public const string Config = "config.json";
     public const string SafetensorsIndex = "model.safetensors.index.json";
     public static readonly string[] Weights = ["model.safetensors", SafetensorsIndex, "pytorch_model.bin"];
-    public static readonly string[] Tokenizer = ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"];
+    public static readonly string[] Tokenizer = ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"];
 
     /// <summary>The shard files a <c>model.safetensors.index.json</c> names in its <c>weight_map</c>, in first-use order.</summary>
     public static IReadOnlyList<string> Shards(string indexPath)
