@@ -124,7 +124,7 @@ public sealed class BpeTokenizerFileTests : IDisposable
         File.WriteAllText(Path.Combine(_temp, "vocab.json"), "{}");   // merges.txt still missing
         Assert.Null(TokenizerLoader.FromFolder(_temp));
         var e = Assert.Throws<SharpLensException>(() => TokenizerLoader.ForModel(_temp));
-        Assert.Contains("no tokenizer files", e.Message);
+        Assert.Contains("no tokenizer file: looked for tokenizer.json, then tokenizer.model, then vocab.json + merges.txt (found: vocab.json)", e.Message);
         Assert.Throws<SharpLensException>(() => TokenizerLoader.FromFolder(Path.Combine(_temp, "missing")));
     }
 
@@ -138,7 +138,7 @@ public sealed class BpeTokenizerFileTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{"type": "WordPiece", "vocab": {}}""", "model type 'WordPiece'")]
+    [InlineData("""{"type": "WordPiece", "vocab": {}}""", "model.type 'WordPiece' is not supported")]
     [InlineData("""{"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}""", "byte_fallback")]
     public void UnsupportedModelsFailClearly(string model, string expected)
     {
