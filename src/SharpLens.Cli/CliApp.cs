@@ -34,6 +34,8 @@ internal static class CliApp
         new PatchCommand(),
         new GenerateCommand(),
         new RunCommand(),
+        new SweepCommand(),
+        new WorkerCommand(),
         new TokenizeCommand(),
         new DownloadCommand(),
         new ModelsCommand(),

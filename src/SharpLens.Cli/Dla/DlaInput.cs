@@ -114,11 +114,8 @@ internal static class DlaInput
     /// <summary>Right-padded [batch, pos] tokens, [batch, 2] answers and each prompt's real length.</summary>
     public static (Tensor Tokens, Tensor Answers, int[] Lengths) ToTensors(HookedTransformer model, IReadOnlyList<DlaPrompt> prompts)
     {
-        int pos = prompts.Max(p => p.Ids.Length);
-        long pad = model.Tokenizer?.PadTokenId ?? model.Config.PadTokenId ?? model.Config.EosTokenId ?? 0;
-        var flat = prompts.SelectMany(p => p.Ids.Concat(Enumerable.Repeat(pad, pos - p.Ids.Length))).ToArray();
-        var tokens = tensor(flat, [prompts.Count, pos]);
+        var (tokens, lengths) = PromptTensors.RightPadded(prompts.Select(p => p.Ids).ToList(), PromptTensors.PadId(model));
         var answers = tensor(prompts.SelectMany(p => new long[] { p.CorrectId, p.IncorrectId }).ToArray(), [prompts.Count, 2]);
-        return (tokens, answers, prompts.Select(p => p.Ids.Length).ToArray());
+        return (tokens, answers, lengths);
     }
 }

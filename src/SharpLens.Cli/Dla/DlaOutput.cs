@@ -56,7 +56,11 @@ internal static class DlaOutput
     }
 
     /// <summary>The JSON contract of <c>--json</c> (keys fixed; see README).</summary>
-    public static JsonObject ToJson(HookedTransformer model, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r)
+    public static JsonObject ToJson(HookedTransformer model, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r) =>
+        ToJson(model.Config.NLayers, model.Config.NHeads, modelName, prompts, r);
+
+    /// <summary>The JSON contract of <c>--json</c> for a model of <paramref name="nLayers"/> × <paramref name="nHeads"/> heads.</summary>
+    public static JsonObject ToJson(int nLayers, int nHeads, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r)
     {
         var headRows = new JsonArray();
         for (int l = 0; l < r.HeadLogitDiffs.GetLength(0); l++)
@@ -68,8 +72,8 @@ internal static class DlaOutput
         return new JsonObject
         {
             ["model"] = modelName,
-            ["n_layers"] = model.Config.NLayers,
-            ["n_heads"] = model.Config.NHeads,
+            ["n_layers"] = nLayers,
+            ["n_heads"] = nHeads,
             ["prompts"] = new JsonArray(prompts.Select((p, i) => (JsonNode)new JsonObject
             {
                 ["prompt"] = p.Prompt, ["correct"] = p.Correct, ["incorrect"] = p.Incorrect,

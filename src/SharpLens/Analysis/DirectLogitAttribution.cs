@@ -111,10 +111,7 @@ public static class DirectLogitAttribution
             var heads = Project(headStack).reshape(model.Config.NLayers, model.Config.NHeads);
 
             var headArr = heads.ToArray2D();
-            var top = Enumerable.Range(0, model.Config.NLayers)
-                .SelectMany(l => Enumerable.Range(0, model.Config.NHeads).Select(h => new HeadScore(l, h, headArr[l, h])))
-                .OrderByDescending(s => Math.Abs(s.LogitDiff)).ThenBy(s => s.Layer).ThenBy(s => s.Head)
-                .Take(Math.Max(0, topK)).ToList();
+            var top = TopHeads(headArr, topK);
             int len = lengths?[patternPrompt] ?? (int)pos;
             var patterns = top.Select(s => new HeadPattern(s.Layer, s.Head,
                 cache[$"blocks.{s.Layer}.attn.hook_pattern"][patternPrompt, s.Head].narrow(0, 0, len).narrow(1, 0, len).ToArray2D())).ToList();
@@ -139,4 +136,11 @@ public static class DirectLogitAttribution
             };
         }
     }
+
+    /// <summary>The <paramref name="topK"/> heads with the largest |logit difference| (ties: lower layer, then head first).</summary>
+    public static IReadOnlyList<HeadScore> TopHeads(float[,] headLogitDiffs, int topK) =>
+        Enumerable.Range(0, headLogitDiffs.GetLength(0))
+            .SelectMany(l => Enumerable.Range(0, headLogitDiffs.GetLength(1)).Select(h => new HeadScore(l, h, headLogitDiffs[l, h])))
+            .OrderByDescending(s => Math.Abs(s.LogitDiff)).ThenBy(s => s.Layer).ThenBy(s => s.Head)
+            .Take(Math.Max(0, topK)).ToList();
 }

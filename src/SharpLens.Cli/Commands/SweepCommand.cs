@@ -1,0 +1,155 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using SharpLens.Analysis;
+using SharpLens.Cli.Dla;
+using SharpLens.Cli.Sweep;
+using SharpLens.Cluster;
+using SharpLens.Model;
+
+namespace SharpLens.Cli.Commands;
+
+/// <summary>
+/// <c>sharplens sweep</c>: runs <c>patch</c> or <c>dla</c> over a prompt dataset split into work items, on the workers
+/// of a cluster (<c>--redis</c>) or in this process, and writes the single-machine command's JSON plus the job record.
+/// </summary>
+internal sealed class SweepCommand : ICliCommand
+{
+    public string Name => "sweep";
+    public string Summary => "Run patch / dla over a prompt dataset on a cluster of workers (or in-process), resumable.";
+    public string Usage => $"""
+        usage: sharplens sweep [--redis HOST:PORT [--cluster-id ID]] --model M --analysis patch|dla [--kind KIND]
+                               --clean prompts.json [--corrupted corrupted.json] [--batch-size 8] [--top-k 10]
+                               [--lease-seconds 30] [--job-id ID] --json out.json [--report out.html]
+               sharplens sweep --resume JOB_ID --redis HOST:PORT [--cluster-id ID] --json out.json [--report out.html]
+          Prompt files are those 'patch' / 'dla' read. The dataset is split into items of --batch-size prompts that
+          workers ('sharplens worker') pull; results merge into exactly what 'sharplens {SweepAnalysis.Patch}' / 'sharplens {SweepAnalysis.Dla}'
+          write for the whole dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies
+          is redone by another; each item's result is recorded once. Without --redis everything runs in this process.
+          KIND (patch): {string.Join(", ", PatchKindNames.ByName.Keys)}
+        """;
+
+    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    {
+        string? redis = args.Option("redis"), resume = args.Option("resume");
+        string clusterId = args.Option("cluster-id") ?? "sharplens";
+        string json = args.Required("json");
+        string? report = args.Option("report");
+        if (resume is not null)
+        {
+            args.RejectUnknown();
+            if (redis is null) throw new CliUsageException("--resume needs --redis: only a cluster's ledger outlives the client.");
+            CheckFolder(json); if (report is not null) CheckFolder(report);
+            using var client = await SweepHost.StartClientAsync(redis, clusterId);
+            var grains = client.Services.GetRequiredService<IClusterClient>();
+            var resumed = await SweepDisplay.RunAsync(stderr, resume, p => SweepRunner.ResumeAsync(grains, resume, p));
+            Write(resumed.Spec, resumed.Status, resumed.Results, json, report, stdout, stderr, model: null);
+            return 0;
+        }
+
+        string modelName = args.Required("model"), analysis = args.Required("analysis"), clean = args.Required("clean");
+        string? kind = args.Option("kind"), corrupted = args.Option("corrupted"), jobId = args.Option("job-id");
+        int batchSize = args.Int("batch-size", 8, min: 1), topK = args.Int("top-k", 10, min: 1), lease = args.Int("lease-seconds", 30, min: 1);
+        bool noProcessing = args.Flag("no-processing");
+        args.RejectUnknown();
+        if (!SweepAnalysis.All.Contains(analysis))
+            throw new CliUsageException($"unknown --analysis '{analysis}'. Allowed: {string.Join(", ", SweepAnalysis.All)}." + NameSuggestions.DidYouMean(analysis, SweepAnalysis.All));
+        if (analysis == SweepAnalysis.Patch)
+        {
+            if (kind is null || corrupted is null) throw new CliUsageException("--analysis patch needs --kind and --corrupted.");
+            if (!PatchKindNames.ByName.ContainsKey(kind))
+                throw new CliUsageException($"unknown --kind '{kind}'. Allowed: {string.Join(", ", PatchKindNames.ByName.Keys)}." + NameSuggestions.DidYouMean(kind, PatchKindNames.ByName.Keys));
+        }
+        CheckFolder(json); if (report is not null) CheckFolder(report);
+
+        var models = new CliModelSource(stderr);
+        var (model, hash) = models.Load(modelName, noProcessing);
+        var cleanPrompts = DlaInput.FromFile(model, clean);
+        List<DlaPrompt>? corruptedPrompts = null;
+        if (analysis == SweepAnalysis.Patch) corruptedPrompts = PatchCommand.ReadPairs(model, clean, cleanPrompts, corrupted!);
+        var spec = new SweepSpec
+        {
+            JobId = jobId ?? $"sweep-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}",
+            Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, TopK = topK, BatchSize = batchSize,
+            LeaseSeconds = lease, ModelHash = hash, Version = SweepWorker.Version, NLayers = model.Config.NLayers, NHeads = model.Config.NHeads,
+            Prompts = cleanPrompts.Select((p, i) => new SweepPrompt
+            {
+                Prompt = p.Prompt, Correct = p.Correct, Incorrect = p.Incorrect, Ids = p.Ids, CorrectId = p.CorrectId, IncorrectId = p.IncorrectId,
+                CorruptedIds = corruptedPrompts?[i].Ids,
+            }).ToArray(),
+        };
+
+        using var host = redis is null
+            ? await SweepHost.StartInProcessAsync(models, new SweepWorkerSettings())
+            : await SweepHost.StartClientAsync(redis, clusterId);
+        var factory = host.Services.GetRequiredService<IGrainFactory>();
+        stderr.WriteLine($"[sharplens] sweep {spec.JobId}: {spec.Prompts.Length} prompts in {spec.ItemCount} items" +
+            (redis is null ? " (in-process)" : $"; resume with: sharplens sweep --resume {spec.JobId} --redis {redis} --cluster-id {clusterId} --json {json}"));
+        var (status, results) = await SweepDisplay.RunAsync(stderr, spec.JobId, p => SweepRunner.RunAsync(factory, spec, p));
+        Write(spec, status, results, json, report, stdout, stderr, model);
+        return 0;
+    }
+
+    private static void Write(SweepSpec spec, JobStatus status, string[] results, string json, string? report, TextWriter stdout, TextWriter stderr,
+        HookedTransformer? model)
+    {
+        var job = new JsonObject
+        {
+            ["id"] = spec.JobId, ["items"] = status.Items, ["workers_seen"] = status.WorkersSeen.Length,
+            ["items_retried"] = status.ItemsRetried, ["late_results_ignored"] = status.LateResults,
+            ["completions"] = new JsonArray(status.Completions.Select(c => (JsonNode)c).ToArray()),
+        };
+        if (spec.Analysis == SweepAnalysis.Patch)
+        {
+            var merged = SweepAnalyses.MergePatch(results);
+            var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
+            o["job"] = job;
+            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
+            stdout.WriteLine($"clean metric {merged.CleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {merged.CorruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
+            if (report is not null)
+            {
+                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing) : null;
+                using var values = TorchSharp.torch.tensor(merged.Values.Select(v => (float)v).ToArray(), merged.Shape);
+                PatchCommand.BuildReport(m ?? model!, spec.Model, spec.Kind!, merged.Axes, values, merged.CleanMetric, merged.CorruptedMetric,
+                    Prompt(spec.Prompts[0])).Save(report);
+            }
+        }
+        else
+        {
+            var merged = SweepAnalyses.MergeDla(results, spec.NLayers, spec.NHeads, spec.TopK);
+            var prompts = spec.Prompts.Select(Prompt).ToList();
+            var o = DlaOutput.ToJson(spec.NLayers, spec.NHeads, spec.Model, prompts, merged);
+            o["job"] = job;
+            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
+            DlaOutput.PrintTables(stdout, prompts, merged);
+            if (report is not null)
+            {
+                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing) : null;
+                DlaReport.Build(m ?? model!, spec.Model, "Direct logit attribution (sweep)", prompts, merged).Save(report);
+            }
+        }
+        stdout.WriteLine($"wrote {json}" + (report is null ? "" : $" and {report}"));
+        stdout.WriteLine($"job {spec.JobId}: {status.Items} items, {status.WorkersSeen.Length} workers, {status.ItemsRetried} retried");
+    }
+
+    private static DlaPrompt Prompt(SweepPrompt p) => new(p.Prompt, p.Correct, p.Incorrect, p.Ids, p.CorrectId, p.IncorrectId);
+
+    private static JsonNode ShapeNested(long[] shape, double[] values)
+    {
+        JsonNode Build(int dim, long offset)
+        {
+            if (dim == shape.Length) return JsonValue.Create((float)values[offset]);
+            long stride = shape.Skip(dim + 1).Aggregate(1L, (a, b) => a * b);
+            return new JsonArray(Enumerable.Range(0, (int)shape[dim]).Select(i => Build(dim + 1, offset + i * stride)).ToArray());
+        }
+        return Build(0, 0);
+    }
+
+    private static void CheckFolder(string path)
+    {
+        if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } d && !Directory.Exists(d))
+            throw new SharpLensException($"Cannot write '{path}': folder '{d}' does not exist.");
+    }
+}

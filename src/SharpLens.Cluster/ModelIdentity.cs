@@ -1,0 +1,39 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace SharpLens.Cluster;
+
+/// <summary>
+/// A content hash of a checkpoint folder, so a worker that would compute with a different model (other weights, other
+/// config, other processing) refuses a job instead of merging numbers that cannot be reproduced exactly.
+/// </summary>
+public static partial class ModelIdentity
+{
+    /// <summary>
+    /// SHA-256 over every file's name and content hash (config, tokenizer and weight files) plus the processing flag.
+    /// Files in the Hugging Face cache are symlinks to blobs named by their SHA-256 (LFS) or git sha1, which is used as is
+    /// instead of reading gigabytes again.
+    /// </summary>
+    public static string Hash(string folder, bool noProcessing)
+    {
+        var lines = new StringBuilder($"processing={!noProcessing}\n");
+        foreach (var path in Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal))
+        {
+            var info = new FileInfo(path);
+            string? blob = info.LinkTarget is { } target ? Path.GetFileName(target) : null;
+            string contentHash = blob is not null && BlobName().IsMatch(blob) ? blob : FileHash(path);
+            lines.Append(Path.GetFileName(path)).Append('=').Append(contentHash).Append('\n');
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(lines.ToString())));
+    }
+
+    private static string FileHash(string path)
+    {
+        using var s = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(s));
+    }
+
+    [GeneratedRegex("^([0-9a-f]{40}|[0-9a-f]{64})$")]
+    private static partial Regex BlobName();
+}

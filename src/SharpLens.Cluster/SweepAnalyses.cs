@@ -1,0 +1,140 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpLens.Analysis;
+using SharpLens.Model;
+using static TorchSharp.torch;
+
+namespace SharpLens.Cluster;
+
+/// <summary>Merged result of a patching sweep (the same numbers <c>sharplens patch</c> gives for the whole dataset).</summary>
+/// <param name="Axes">Axis names of the values, e.g. ["layer", "pos"].</param>
+/// <param name="Shape">Shape of the values.</param>
+/// <param name="Values">Metric after each patch, row-major.</param>
+/// <param name="CleanMetric">Mean logit difference of the clean run.</param>
+/// <param name="CorruptedMetric">Mean logit difference of the corrupted run.</param>
+public sealed record PatchSweepResult(string[] Axes, long[] Shape, double[] Values, double CleanMetric, double CorruptedMetric);
+
+/// <summary>
+/// Runs one work item of each analysis and merges per-item results. Every merged quantity is either a mean over
+/// prompts (merged as the prompt-count-weighted mean of the items' means) or a per-prompt row (concatenated in dataset
+/// order), so the merged result equals one process running the whole dataset up to float summation order.
+/// </summary>
+public static class SweepAnalyses
+{
+    /// <summary>Runs work item <paramref name="item"/> of <paramref name="spec"/> on <paramref name="model"/>; the result is JSON.</summary>
+    public static string RunItem(HookedTransformer model, SweepSpec spec, int item)
+    {
+        var prompts = spec.ItemPrompts(item);
+        using var scope = NewDisposeScope();
+        var answers = tensor(prompts.SelectMany(p => new long[] { p.CorrectId, p.IncorrectId }).ToArray(), [prompts.Count, 2]);
+        var o = new JsonObject { ["count"] = prompts.Count };
+        switch (spec.Analysis)
+        {
+            case SweepAnalysis.Patch:
+            {
+                var kind = PatchKindNames.Parse(spec.Kind ?? "");
+                var clean = PromptTensors.RightPadded(prompts.Select(p => p.Ids).ToList(), 0).Tokens;
+                var corrupted = PromptTensors.RightPadded(prompts.Select(p => p.CorruptedIds
+                    ?? throw new SharpLensException("A patching sweep needs a corrupted prompt for every clean prompt.")).ToList(), 0).Tokens;
+                var r = PatchingExperiment.Run(model, kind, clean, corrupted, answers);
+                o["axes"] = new JsonArray(r.Result.Axes.Select(a => (JsonNode)a).ToArray());
+                o["shape"] = new JsonArray(r.Result.Values.shape.Select(d => (JsonNode)d).ToArray());
+                o["values"] = Numbers(r.Result.Values.to_type(ScalarType.Float64).data<double>().ToArray());
+                o["clean_metric"] = r.CleanMetric;
+                o["corrupted_metric"] = r.CorruptedMetric;
+                break;
+            }
+            case SweepAnalysis.Dla:
+            {
+                var (tokens, lengths) = PromptTensors.RightPadded(prompts.Select(p => p.Ids).ToList(), PromptTensors.PadId(model));
+                var r = DirectLogitAttribution.Run(model, tokens, answers, lengths, topK: 0);
+                o["logit_diffs"] = Numbers(r.LogitDiffs.Select(v => (double)v));
+                o["avg_logit_diff"] = r.AvgLogitDiff;
+                o["identity_error"] = r.IdentityError;
+                o["identity_error_with_bias"] = r.IdentityErrorWithBias;
+                o["bias_term"] = r.BiasTerm;
+                o["accumulated_labels"] = new JsonArray(r.AccumulatedLabels.Select(l => (JsonNode)l).ToArray());
+                o["accumulated"] = Numbers(r.AccumulatedLogitDiffs.Select(v => (double)v));
+                o["decomposed_labels"] = new JsonArray(r.DecomposedLabels.Select(l => (JsonNode)l).ToArray());
+                o["decomposed"] = Numbers(r.DecomposedLogitDiffs.Select(v => (double)v));
+                o["heads"] = Numbers(r.HeadLogitDiffs.Cast<float>().Select(v => (double)v));
+                break;
+            }
+            default:
+                throw new SharpLensException($"Unknown sweep analysis '{spec.Analysis}'. Allowed: {string.Join(", ", SweepAnalysis.All)}.");
+        }
+        return o.ToJsonString();
+    }
+
+    /// <summary>Merges a patching sweep's item results (in dataset order).</summary>
+    public static PatchSweepResult MergePatch(IReadOnlyList<string> itemResults)
+    {
+        var items = itemResults.Select(r => JsonNode.Parse(r)!.AsObject()).ToList();
+        var first = items[0];
+        long[] shape = first["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+        var weights = Weights(items);
+        var values = new double[shape.Aggregate(1L, (a, b) => a * b)];
+        double clean = 0, corrupted = 0;
+        for (int i = 0; i < items.Count; i++)
+        {
+            var v = Doubles(items[i]["values"]!);
+            if (v.Length != values.Length) throw new SharpLensException($"Sweep item {i} has {v.Length} values, item 0 has {values.Length}.");
+            for (int j = 0; j < v.Length; j++) values[j] += weights[i] * v[j];
+            clean += weights[i] * items[i]["clean_metric"]!.GetValue<double>();
+            corrupted += weights[i] * items[i]["corrupted_metric"]!.GetValue<double>();
+        }
+        return new PatchSweepResult(first["axes"]!.AsArray().Select(a => a!.GetValue<string>()).ToArray(), shape, values, clean, corrupted);
+    }
+
+    /// <summary>Merges a DLA sweep's item results (in dataset order) into the result one run over every prompt gives.</summary>
+    public static DlaResult MergeDla(IReadOnlyList<string> itemResults, int nLayers, int nHeads, int topK)
+    {
+        var items = itemResults.Select(r => JsonNode.Parse(r)!.AsObject()).ToList();
+        var weights = Weights(items);
+        double[] Mean(string key)
+        {
+            double[]? acc = null;
+            for (int i = 0; i < items.Count; i++)
+            {
+                var v = Doubles(items[i][key]!);
+                acc ??= new double[v.Length];
+                for (int j = 0; j < v.Length; j++) acc[j] += weights[i] * v[j];
+            }
+            return acc!;
+        }
+        double Scalar(string key) => items.Select((o, i) => weights[i] * o[key]!.GetValue<double>()).Sum();
+        var heads = Mean("heads");
+        var headArr = new float[nLayers, nHeads];
+        for (int l = 0; l < nLayers; l++)
+            for (int h = 0; h < nHeads; h++) headArr[l, h] = (float)heads[l * nHeads + h];
+        static List<string> Labels(JsonObject o, string key) => o[key]!.AsArray().Select(a => a!.GetValue<string>()).ToList();
+        return new DlaResult
+        {
+            LogitDiffs = items.SelectMany(o => Doubles(o["logit_diffs"]!)).Select(v => (float)v).ToArray(),
+            AvgLogitDiff = (float)Scalar("avg_logit_diff"),
+            IdentityError = Scalar("identity_error"),
+            IdentityErrorWithBias = Scalar("identity_error_with_bias"),
+            BiasTerm = Scalar("bias_term"),
+            AccumulatedLabels = Labels(items[0], "accumulated_labels"),
+            AccumulatedLogitDiffs = Mean("accumulated").Select(v => (float)v).ToArray(),
+            DecomposedLabels = Labels(items[0], "decomposed_labels"),
+            DecomposedLogitDiffs = Mean("decomposed").Select(v => (float)v).ToArray(),
+            HeadLogitDiffs = headArr,
+            TopHeads = DirectLogitAttribution.TopHeads(headArr, topK),
+            TopHeadPatterns = [],
+            PatternPrompt = 0,
+        };
+    }
+
+    /// <summary>Each item's share of the prompts (its mean's weight in the dataset mean).</summary>
+    private static double[] Weights(IReadOnlyList<JsonObject> items)
+    {
+        var counts = items.Select(o => o["count"]!.GetValue<double>()).ToArray();
+        double total = counts.Sum();
+        return counts.Select(c => c / total).ToArray();
+    }
+
+    private static JsonArray Numbers(IEnumerable<double> values) => new(values.Select(v => (JsonNode)v).ToArray());
+
+    private static double[] Doubles(JsonNode array) => array.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+}
