@@ -64,7 +64,11 @@ internal sealed class SweepCommand : ICliCommand
         }
         CheckFolder(json); if (report is not null) CheckFolder(report);
 
+        // Join the cluster before loading anything, so an unreachable Redis fails at once.
         var models = new CliModelSource(stderr);
+        using var host = redis is null
+            ? await SweepHost.StartInProcessAsync(models, new SweepWorkerSettings())
+            : await SweepHost.StartClientAsync(redis, clusterId);
         var (model, hash) = models.Load(modelName, noProcessing);
         var cleanPrompts = DlaInput.FromFile(model, clean);
         List<DlaPrompt>? corruptedPrompts = null;
@@ -81,9 +85,6 @@ internal sealed class SweepCommand : ICliCommand
             }).ToArray(),
         };
 
-        using var host = redis is null
-            ? await SweepHost.StartInProcessAsync(models, new SweepWorkerSettings())
-            : await SweepHost.StartClientAsync(redis, clusterId);
         var factory = host.Services.GetRequiredService<IGrainFactory>();
         stderr.WriteLine($"[sharplens] sweep {spec.JobId}: {spec.Prompts.Length} prompts in {spec.ItemCount} items" +
             (redis is null ? " (in-process)" : $"; resume with: sharplens sweep --resume {spec.JobId} --redis {redis} --cluster-id {clusterId} --json {json}"));
