@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
@@ -15,23 +16,39 @@ namespace SharpLens.Cli.Commands;
 /// <c>sharplens sweep</c>: runs <c>patch</c> or <c>dla</c> over a prompt dataset split into work items, on the workers
 /// of a cluster (<c>--redis</c>) or in this process, and writes the single-machine command's JSON plus the job record.
 /// </summary>
-internal sealed class SweepCommand : ICliCommand
+internal sealed class SweepCommand : CliCommand
 {
-    public string Name => "sweep";
-    public string Summary => "Run patch / dla over a prompt dataset on a cluster of workers (or in-process), resumable.";
-    public string Usage => $"""
-        usage: sharplens sweep [--redis HOST:PORT [--cluster-id ID]] --model M --analysis patch|dla [--kind KIND]
-                               --clean prompts.json [--corrupted corrupted.json] [--batch-size 8] [--top-k 10]
-                               [--lease-seconds 30] [--job-id ID] --json out.json [--report out.html]
-               sharplens sweep --resume JOB_ID --redis HOST:PORT [--cluster-id ID] --json out.json [--report out.html]
-          Prompt files are those 'patch' / 'dla' read. The dataset is split into items of --batch-size prompts that
-          workers ('sharplens worker') pull; results merge into exactly what 'sharplens {SweepAnalysis.Patch}' / 'sharplens {SweepAnalysis.Dla}'
-          write for the whole dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies
-          is redone by another; each item's result is recorded once. Without --redis everything runs in this process.
-          KIND (patch): {string.Join(", ", PatchKindNames.ByName.Keys)}
+    public override string Name => "sweep";
+    public override string Summary => "Run patch / dla over a prompt dataset on a cluster of workers (or in-process), resumable.";
+    public override string Details => $"""
+        New job:  sharplens sweep [--redis HOST:PORT] --model M --analysis patch|dla [--kind KIND] --clean c.json
+                  [--corrupted x.json] [--batch-size 8] --json out.json
+        Resume:   sharplens sweep --resume JOB_ID --redis HOST:PORT [--cluster-id ID] --json out.json
+        Prompt files are those 'patch' / 'dla' read. Items of --batch-size prompts are pulled by workers
+        ('sharplens worker'); the merged result is exactly what 'sharplens patch' / 'sharplens dla' write for the
+        whole dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies is redone
+        by another; each item's result is recorded once. Without --redis everything runs in this process.
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("redis", "HOST:PORT", "run on the cluster whose Redis this is (default: in this process)"),
+        Opt.Value("cluster-id", "ID", "cluster to use (default sharplens)"),
+        Opt.Value("resume", "JOB_ID", "reattach to a running or finished job (needs --redis)"),
+        Opt.Value("model", "M", "official name, Hugging Face repo id or local folder"),
+        Opt.Choice("analysis", "NAME", $"what to compute: {string.Join(", ", SweepAnalysis.All)}", SweepAnalysis.All),
+        Opt.Choice("kind", "KIND", $"patching kind: {string.Join(", ", PatchKindNames.ByName.Keys)}", PatchKindNames.ByName.Keys),
+        Opt.Value("clean", "FILE", "prompts (clean prompts for patching)"),
+        Opt.Value("corrupted", "FILE", "corrupted prompts, paired one to one with --clean (patching)"),
+        Opt.Value("batch-size", "N", "prompts per work item (default 8)"),
+        Opt.Value("top-k", "N", "heads listed by dla (default 10)"),
+        Opt.Value("lease-seconds", "N", "seconds a silent worker keeps an item before it is redone (default 30)"),
+        Opt.Value("job-id", "ID", "name the job (default: generated and printed)"),
+        Opt.Flag("no-processing", "load without TransformerLens's weight processing"),
+        Opt.Value("json", "FILE", "write the merged result as JSON", required: true),
+        Opt.Value("report", "FILE", "write an HTML report"),
+    ];
 
-    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override async Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string? redis = args.Option("redis"), resume = args.Option("resume");
         string clusterId = args.Option("cluster-id") ?? "sharplens";

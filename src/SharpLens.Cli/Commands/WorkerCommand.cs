@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using SharpLens.Cli.Sweep;
 using SharpLens.Cluster;
@@ -6,19 +7,26 @@ using Microsoft.Extensions.Hosting;
 namespace SharpLens.Cli.Commands;
 
 /// <summary><c>sharplens worker</c>: a silo that joins a sweep cluster and computes work items until stopped.</summary>
-internal sealed class WorkerCommand : ICliCommand
+internal sealed class WorkerCommand : CliCommand
 {
-    public string Name => "worker";
-    public string Summary => "Join a sweep cluster (Redis) and compute work items until Ctrl+C.";
-    public string Usage => """
-        usage: sharplens worker --redis HOST:PORT [--cluster-id ID] [--host IP] [--port N] [--gateway-port N] [--threads N]
-          Joins the Orleans cluster ID (default 'sharplens') whose membership and job ledgers live in Redis, and computes
-          work items of 'sharplens sweep' jobs with models loaded once per worker. --host is the address other machines
-          reach this one at (default 127.0.0.1: one machine); ports default to free ones. Ctrl+C drains: the item in
-          hand is finished and recorded before the worker leaves.
+    public override string Name => "worker";
+    public override string Summary => "Join a sweep cluster (Redis) and compute work items until Ctrl+C.";
+    public override string Details => """
+        Joins the Orleans cluster ID whose membership and job ledgers live in Redis, and computes work items of
+        'sharplens sweep' jobs with models loaded once per worker. Ctrl+C drains: the item in hand is finished and
+        recorded before the worker leaves.
         """;
+    public override IReadOnlyList<Symbol> Symbols { get; } =
+    [
+        Opt.Value("redis", "HOST:PORT", "the Redis holding cluster membership and job ledgers", required: true),
+        Opt.Value("cluster-id", "ID", "cluster to join (default sharplens; clusters may share one Redis)"),
+        Opt.Value("host", "IP", "address other machines reach this worker at (default 127.0.0.1: one machine)"),
+        Opt.Value("port", "N", "silo-to-silo port (default: a free one)"),
+        Opt.Value("gateway-port", "N", "client gateway port (default: a free one)"),
+        Opt.Value("threads", "N", "libtorch threads for this worker (default: libtorch's choice)"),
+    ];
 
-    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
+    protected override async Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         string redis = args.Required("redis");
         string clusterId = args.Option("cluster-id") ?? "sharplens";
