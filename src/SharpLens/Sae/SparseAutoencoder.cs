@@ -127,6 +127,27 @@ public sealed partial class SparseAutoencoder : IHookModule, IDisposable
         return HookSaeOutput.Apply(output).MoveToOuterDisposeScope();
     }
 
+    /// <summary>An activation at the hook as the SAE sees it: hook_z flattened to [..., d_in] (width checked).</summary>
+    public Tensor FlattenInput(Tensor x) => ReshapeIn(x, out _).alias();
+
+    /// <summary>
+    /// Per token [..., 1], the factor the decoder output is multiplied by when it leaves the normalised space: the
+    /// unbiased std for <c>layer_norm</c>, ‖x‖/√d_in for <c>constant_norm_rescale</c>, 1 otherwise. A feature's
+    /// contribution to the hook's activation is <c>act · W_dec[f] · factor</c>.
+    /// </summary>
+    public Tensor DenormalisationScale(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var flat = ReshapeIn(x, out _);
+        var f = Config.NormalizeActivations switch
+        {
+            "layer_norm" => flat.std(-1, unbiased: true, keepdim: true),
+            "constant_norm_rescale" => flat.norm(-1, keepdim: true) / Math.Sqrt(Config.DIn),
+            _ => ones_like(flat.narrow(-1, 0, 1)),
+        };
+        return f.MoveToOuterDisposeScope();
+    }
+
     private bool NeedsNormState => Config.NormalizeActivations is "layer_norm" or "constant_norm_rescale";
 
     private sealed record NormState(Tensor A, Tensor B);
