@@ -17,6 +17,9 @@ public sealed partial class ActivationCache
 {
     private int NLayers => Model.Config.NLayers;
 
+    /// <summary>Whether the model adds learned positions (<c>hook_pos_embed</c>); rotary models have none to decompose.</summary>
+    private bool HasLearnedPositions => Model.Config.PositionalEmbeddingType == "standard";
+
     /// <summary>-1 / null / n_layers all mean "input to the unembed".</summary>
     private int ResolveLayer(int? layer, string method, bool allowFinal = true)
     {
@@ -73,7 +76,7 @@ public sealed partial class ActivationCache
         if (inclEmbeds)
         {
             parts.Add(this["hook_embed"]); labels.Add("embed");
-            parts.Add(this["hook_pos_embed"]); labels.Add("pos_embed");
+            if (HasLearnedPositions) { parts.Add(this["hook_pos_embed"]); labels.Add("pos_embed"); }
         }
         for (int l = 0; l < L; l++)
         {
@@ -199,8 +202,8 @@ public sealed partial class ActivationCache
 
     /// <summary>
     /// Treats each component of <paramref name="residualStack"/> as input to <paramref name="layer"/> and applies that
-    /// layer's normalization with the CACHED scale (TransformerLens's <c>apply_ln_to_stack</c>): centre over d_model,
-    /// divide by <c>blocks.L.ln1/ln2.hook_scale</c> (or <c>ln_final.hook_scale</c> for the unembed).
+    /// layer's normalization with the CACHED scale (TransformerLens's <c>apply_ln_to_stack</c>): centre over d_model
+    /// (LayerNorm only; RMSNorm does not centre), divide by <c>blocks.L.ln1/ln2.hook_scale</c> (or <c>ln_final.hook_scale</c> for the unembed).
     /// <paramref name="posSlice"/> is applied to the cached scale only (slice the stack yourself first);
     /// <paramref name="batchSlice"/> applies to stack dim 1 when <paramref name="hasBatchDim"/>.
     /// With <paramref name="recomputeLn"/> at the unembed, ln_final statistics are recomputed per component (logit lens).
@@ -209,7 +212,8 @@ public sealed partial class ActivationCache
         Slice? batchSlice = null, bool hasBatchDim = true, bool recomputeLn = false)
     {
         string? norm = Model.Config.NormalizationType;
-        if (norm is not ("LN" or "LNPre")) return residualStack.alias();
+        if (norm is null) return residualStack.alias();
+        bool centre = norm is "LN" or "LNPre"; // RMSNorm only divides by the scale
         int L = ResolveLayer(layer, nameof(ApplyLnToStack));
         if (mlpInput && L == NLayers)
             throw new SharpLensException("ApplyLnToStack: mlpInput is only valid for a layer below n_layers (the unembed has no MLP).");
@@ -219,12 +223,13 @@ public sealed partial class ActivationCache
         if (recomputeLn && L == NLayers)
         {
             // Logit lens: each component gets its own ln_final statistics.
-            var centred = stackT - stackT.mean([-1], keepdim: true);
+            var centred = centre ? stackT - stackT.mean([-1], keepdim: true) : stackT;
             var normed = centred / (centred.pow(2).mean([-1], keepdim: true) + Model.Config.Eps).sqrt();
             if (norm == "LN") normed = normed * Model.Parameter("ln_final.w") + Model.Parameter("ln_final.b");
+            if (norm == "RMS") normed = normed * Model.Parameter("ln_final.w");
             return normed.MoveToOuterDisposeScope();
         }
-        stackT = stackT - stackT.mean([-1], keepdim: true);
+        if (centre) stackT = stackT - stackT.mean([-1], keepdim: true);
         string key = L == NLayers ? "ln_final.hook_scale" : $"blocks.{L}.ln{(mlpInput ? 2 : 1)}.hook_scale";
         if (!ContainsKey(key))
             throw new SharpLensException($"ApplyLnToStack needs the cached LayerNorm scale '{key}', which is not in this cache. " +
@@ -289,7 +294,7 @@ public sealed partial class ActivationCache
             parts.Add(mlps); labels.AddRange(mlpLabels);
         }
         parts.Add(ApplySlice(posSlice, this["hook_embed"], -2).unsqueeze(0)); labels.Add("embed");
-        parts.Add(ApplySlice(posSlice, this["hook_pos_embed"], -2).unsqueeze(0)); labels.Add("pos_embed");
+        if (HasLearnedPositions) { parts.Add(ApplySlice(posSlice, this["hook_pos_embed"], -2).unsqueeze(0)); labels.Add("pos_embed"); }
         var bias = Model.AccumulatedBias(L, mlpInput, includeMlpBiases: expandNeurons);
         parts.Add(bias.expand(new long[] { 1 }.Concat(heads.shape.Skip(1)).ToArray())); labels.Add("bias");
         var stackT = cat(parts.ToArray(), 0);

@@ -21,30 +21,18 @@ public interface IModelFamily
 
     /// <summary>Checkpoint entries the conversion never uses (buffers such as causal masks), so loading can skip them.</summary>
     bool IsUnused(string checkpointName) => false;
-}
 
-/// <summary>GPT-2 and DistilGPT-2 (<c>GPT2LMHeadModel</c>).</summary>
-public sealed class Gpt2Family : IModelFamily
-{
-    /// <inheritdoc/>
-    public IReadOnlyList<string> Architectures { get; } = ["GPT2LMHeadModel", "GPT2Model", "gpt2"];
-
-    /// <inheritdoc/>
-    public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName) =>
-        HookedTransformerConfig.FromHuggingFaceGpt2(hfConfig, modelName, tokenizerName: "gpt2");
-
-    /// <inheritdoc/>
-    public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig config) =>
-        Gpt2Converter.Convert(hfWeights, config);
-
-    /// <inheritdoc/>
-    public bool IsUnused(string checkpointName) => Gpt2Converter.IsMaskBuffer(checkpointName);
+    /// <summary>
+    /// The processing this family supports, given what the caller asked for (TransformerLens turns some steps off for
+    /// some families, e.g. fold_ln for OLMo-2). The default keeps the request.
+    /// </summary>
+    ProcessingOptions AdjustProcessing(ProcessingOptions requested, HookedTransformerConfig config) => requested;
 }
 
 /// <summary>Registry of supported model families, looked up by a config.json's architecture.</summary>
 public static class ModelFamilies
 {
-    private static readonly List<IModelFamily> Families = [new Gpt2Family()];
+    private static readonly List<IModelFamily> Families = [new Gpt2Family(), new LlamaFamily()];
 
     /// <summary>Every registered family.</summary>
     public static IReadOnlyList<IModelFamily> All => Families;

@@ -64,11 +64,15 @@ public static class WeightProcessing
         var owned = new Owned();
         if (inputsAreScratch)
             foreach (var t in sd.Values) owned.Add(t);
-        if (options.FoldLayerNorm && cfg.NormalizationType == "LN")
+        if (options.FoldLayerNorm && cfg.NormalizationType is "LN" or "RMS")
         {
-            sd = FoldLayerNorm(sd, cfg, true, owned);
-            cfg = cfg.WithNormalization("LNPre");
+            // RMSNorm has no bias and does not centre, so neither do its folded weights (TransformerLens).
+            bool ln = cfg.NormalizationType == "LN";
+            sd = FoldLayerNorm(sd, cfg, centerWeights: ln, owned);
+            cfg = cfg.WithNormalization(ln ? "LNPre" : "RMSPre");
         }
+        // Centring writing weights only makes sense before a LayerNorm, which removes the mean; TransformerLens skips it
+        // silently for RMSNorm models.
         bool hasLn = cfg.NormalizationType is "LN" or "LNPre";
         if (options.CenterWritingWeights && hasLn) sd = CenterWritingWeights(sd, cfg, owned);
         if (options.CenterUnembed) sd = CenterUnembed(sd, owned);
@@ -77,10 +81,10 @@ public static class WeightProcessing
     }
 
     /// <summary>
-    /// Folds each LayerNorm's w into the following weights and its b into the following biases
-    /// (<c>b' = b + Σ_d W·b_ln</c>, <c>W' = W·w_ln</c>), for ln1 → W_Q/W_K/W_V, ln2 → W_in and ln_final → W_U/b_U,
-    /// and (<paramref name="centerWeights"/>) centres the folded reading weights over d_model. The LN parameters
-    /// are removed.
+    /// Folds each norm's w into the following weights and (LayerNorm) its b into the following biases
+    /// (<c>b' = b + Σ_d W·b_ln</c>, <c>W' = W·w_ln</c>), for ln1 → W_Q/W_K/W_V, ln2 → W_in (and W_gate) and
+    /// ln_final → W_U/b_U, and (<paramref name="centerWeights"/>) centres the folded reading weights over d_model.
+    /// The folded norm parameters are removed; sandwich norms (<c>ln1_post</c>) and q/k norms are never folded.
     /// </summary>
     public static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights = true) =>
         FoldLayerNorm(sd, cfg, centerWeights, new Owned());
@@ -89,26 +93,29 @@ public static class WeightProcessing
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
         // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W (a matvec: no copy of a transposed W), W is scaled row-wise.
-        void Fold(string wName, string bName, Tensor w, Tensor b)
+        void Fold(string wName, string? bName, Tensor w, Tensor? b)
         {
             using var scope = NewDisposeScope();
             var W = sd[wName];
-            o[bName] = owned.Add((sd[bName] + b.matmul(W)).MoveToOuterDisposeScope());
+            if (b is not null) o[bName!] = owned.Add((sd[bName!] + b.matmul(W)).MoveToOuterDisposeScope());
             var folded = owned.Writable(W, sd) ? W.mul_(w.unsqueeze(-1)) : W * w.unsqueeze(-1);
             if (centerWeights) folded.sub_(folded.mean([-2], keepdim: true));
             o[wName] = owned.Add(folded.MoveToOuterDisposeScope());
         }
+        Tensor? Bias(string name) => sd.GetValueOrDefault(name); // RMSNorm has none
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string p = $"blocks.{l}.";
-            foreach (var x in new[] { "Q", "K", "V" })
-                Fold(p + "attn.W_" + x, p + "attn.b_" + x, sd[p + "ln1.w"], sd[p + "ln1.b"]);
+            foreach (var x in new[] { "W_Q", ParameterLayout.KeyValueName(cfg, "W_K"), ParameterLayout.KeyValueName(cfg, "W_V") })
+                Fold(p + "attn." + x, p + "attn." + x.Replace('W', 'b'), sd[p + "ln1.w"], Bias(p + "ln1.b"));
             o.Remove(p + "ln1.w"); o.Remove(p + "ln1.b");
             if (cfg.AttnOnly) continue;
-            Fold(p + "mlp.W_in", p + "mlp.b_in", sd[p + "ln2.w"], sd[p + "ln2.b"]);
+            Fold(p + "mlp.W_in", p + "mlp.b_in", sd[p + "ln2.w"], Bias(p + "ln2.b"));
+            // The gate has no bias of its own: TransformerLens folds only the weight into it.
+            if (cfg.GatedMlp) Fold(p + "mlp.W_gate", null, sd[p + "ln2.w"], null);
             o.Remove(p + "ln2.w"); o.Remove(p + "ln2.b");
         }
-        Fold("unembed.W_U", "unembed.b_U", sd["ln_final.w"], sd["ln_final.b"]);
+        Fold("unembed.W_U", "unembed.b_U", sd["ln_final.w"], Bias("ln_final.b"));
         o.Remove("ln_final.w"); o.Remove("ln_final.b");
         return o;
     }
@@ -133,7 +140,8 @@ public static class WeightProcessing
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
         void C(string name) => o[name] = Center(sd[name], -1, owned, sd);
-        C("embed.W_E"); C("pos_embed.W_pos");
+        C("embed.W_E");
+        if (sd.ContainsKey("pos_embed.W_pos")) C("pos_embed.W_pos");
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string p = $"blocks.{l}.";
@@ -172,11 +180,14 @@ public static class WeightProcessing
         {
             string p = $"blocks.{l}.attn.";
             using var scope = NewDisposeScope();
-            var bV = sd[p + "b_V"]; var wO = sd[p + "W_O"];                          // [h, dh], [h, dh, d]
-            var bO = sd[p + "b_O"] + einsum("hk,hkd->d", bV, wO);
+            string bVName = p + ParameterLayout.KeyValueName(cfg, "b_V");
+            var bV = sd[bVName]; var wO = sd[p + "W_O"];                              // [kv, dh], [h, dh, d]
+            // Each grouped-query value head serves n_heads / n_kv query heads, so its bias reaches W_O once per head.
+            var bVPerHead = bV.shape[0] == wO.shape[0] ? bV : bV.repeat_interleave(wO.shape[0] / bV.shape[0], 0);
+            var bO = sd[p + "b_O"] + einsum("hk,hkd->d", bVPerHead, wO);
             if (recenterOutputBias) bO.sub_(bO.mean());
             o[p + "b_O"] = owned.Add(bO.MoveToOuterDisposeScope());
-            o[p + "b_V"] = owned.Add(zeros_like(bV).MoveToOuterDisposeScope());
+            o[bVName] = owned.Add(zeros_like(bV).MoveToOuterDisposeScope());
         }
         return o;
     }

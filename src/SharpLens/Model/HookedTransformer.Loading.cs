@@ -44,6 +44,7 @@ public sealed partial class HookedTransformer
         }
         var family = ModelFamilies.ForConfig(hf, configPath);
         var cfg = family.CreateConfig(hf, modelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
+        options = family.AdjustProcessing(options, cfg);
 
         HookedTransformer model;
         using (var scope = NewDisposeScope())

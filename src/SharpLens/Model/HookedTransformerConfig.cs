@@ -34,7 +34,7 @@ public sealed class HookedTransformerConfig
         bool gatedMlp = false, bool parallelAttnMlp = false, bool useLocalAttn = false, int? windowSize = null,
         IReadOnlyList<string>? attnTypes = null, double? attnScoresSoftCap = null, double? outputLogitsSoftCap = null,
         bool useNormalizationBeforeAndAfter = false, bool useQkNorm = false, bool useQkNormOverProjection = false,
-        bool usePostNormBlock = false)
+        bool usePostNormBlock = false, bool tieWordEmbeddings = false)
     {
         NLayers = nLayers; DModel = dModel; NCtx = nCtx; DHead = dHead; NHeads = nHeads; DVocab = dVocab;
         DMlp = dMlp ?? 4 * dModel; DVocabOut = dVocabOut ?? dVocab; ActFn = actFn; NormalizationType = normalizationType;
@@ -51,6 +51,7 @@ public sealed class HookedTransformerConfig
         AttnTypes = attnTypes?.ToArray(); AttnScoresSoftCap = attnScoresSoftCap; OutputLogitsSoftCap = outputLogitsSoftCap;
         UseNormalizationBeforeAndAfter = useNormalizationBeforeAndAfter; UseQkNorm = useQkNorm;
         UseQkNormOverProjection = useQkNormOverProjection; UsePostNormBlock = usePostNormBlock;
+        TieWordEmbeddings = tieWordEmbeddings;
         Validate();
     }
 
@@ -122,6 +123,9 @@ public sealed class HookedTransformerConfig
     /// <summary>Post-norm block (OLMo-2): attention and MLP read the residual directly and ln1/ln2 normalize their outputs;
     /// TransformerLens selects this by architecture, not by a flag.</summary>
     public bool UsePostNormBlock { get; }
+
+    /// <summary>The checkpoint ties its unembedding to the token embedding (<c>tie_word_embeddings</c>); W_U starts as W_Eᵀ.</summary>
+    public bool TieWordEmbeddings { get; }
 
     /// <summary>Number of key/value heads actually used (n_key_value_heads, or n_heads).</summary>
     public int KvHeads => NKeyValueHeads ?? NHeads;
@@ -257,34 +261,6 @@ public sealed class HookedTransformerConfig
         if (GatedMlp && AttnOnly) throw Bad("gated_mlp needs an MLP, but attn_only is set.");
     }
 
-    /// <summary>
-    /// Builds the config TransformerLens derives from a Hugging Face GPT-2 <c>config.json</c>
-    /// (<c>n_embd</c>, <c>n_layer</c>, <c>n_head</c>, <c>n_positions</c>, <c>vocab_size</c>, <c>n_inner</c>,
-    /// <c>activation_function</c>, <c>layer_norm_epsilon</c>, ...).
-    /// </summary>
-    public static HookedTransformerConfig FromHuggingFaceGpt2(JsonObject hf, string modelName, string? tokenizerName)
-    {
-        int Int(string key)
-        {
-            if (hf[key] is not JsonValue v || !v.TryGetValue(out int i))
-                throw new SharpLensException($"config.json of '{modelName}': field '{key}' is missing or not an integer.");
-            return i;
-        }
-        int? OptInt(string key) => hf[key] is JsonValue v && v.TryGetValue(out int i) ? i : null;
-        int dModel = Int("n_embd"), nHeads = Int("n_head");
-        if (dModel % nHeads != 0)
-            throw new SharpLensException($"config.json of '{modelName}': n_embd {dModel} is not divisible by n_head {nHeads}.");
-        return new HookedTransformerConfig(
-            nLayers: Int("n_layer"), dModel: dModel, nCtx: OptInt("n_positions") ?? Int("n_ctx"), dHead: dModel / nHeads,
-            nHeads: nHeads, dVocab: Int("vocab_size"), dMlp: OptInt("n_inner") ?? 4 * dModel,
-            actFn: hf["activation_function"]?.GetValue<string>() ?? "gelu_new",
-            eps: hf["layer_norm_epsilon"] is JsonValue e ? e.GetValue<double>() : 1e-5,
-            originalArchitecture: "GPT2LMHeadModel", modelName: modelName, tokenizerName: tokenizerName,
-            scaleAttnByInverseLayerIdx: hf["scale_attn_by_inverse_layer_idx"] is JsonValue s && s.GetValue<bool>(),
-            initializerRange: hf["initializer_range"] is JsonValue r ? r.GetValue<double>() : 0.02,
-            bosTokenId: OptInt("bos_token_id"), eosTokenId: OptInt("eos_token_id"), padTokenId: OptInt("pad_token_id"));
-    }
-
     /// <summary>The config as JSON with TransformerLens's snake_case field names.</summary>
     public string ToJson() => new JsonObject
     {
@@ -305,7 +281,7 @@ public sealed class HookedTransformerConfig
         ["attn_types"] = AttnTypes is null ? null : new JsonArray(AttnTypes.Select(t => (JsonNode?)t).ToArray()),
         ["attn_scores_soft_cap"] = AttnScoresSoftCap ?? -1.0, ["output_logits_soft_cap"] = OutputLogitsSoftCap ?? -1.0,
         ["use_normalization_before_and_after"] = UseNormalizationBeforeAndAfter, ["use_qk_norm"] = UseQkNorm,
-        ["use_qk_norm_over_projection"] = UseQkNormOverProjection, ["use_post_norm_block"] = UsePostNormBlock,
+        ["use_qk_norm_over_projection"] = UseQkNormOverProjection, ["use_post_norm_block"] = UsePostNormBlock, ["tie_word_embeddings"] = TieWordEmbeddings,
         ["scale_attn_by_inverse_layer_idx"] = ScaleAttnByInverseLayerIdx,
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 }

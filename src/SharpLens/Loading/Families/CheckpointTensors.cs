@@ -1,0 +1,40 @@
+using static TorchSharp.torch;
+
+namespace SharpLens.Loading;
+
+/// <summary>
+/// A checkpoint's tensors as a converter reads them: a missing name fails with the closest names, a wrong shape names
+/// the tensor and what config.json implies, and <see cref="ThrowOnUnused"/> reports tensors the converter never read.
+/// </summary>
+public sealed class CheckpointTensors(IReadOnlyDictionary<string, Tensor> tensors, string family)
+{
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+
+    /// <summary>Whether the checkpoint has <paramref name="name"/>.</summary>
+    public bool Has(string name) => tensors.ContainsKey(name);
+
+    /// <summary>The tensor <paramref name="name"/>, which must have <paramref name="shape"/>.</summary>
+    public Tensor Get(string name, params long[] shape)
+    {
+        if (!tensors.TryGetValue(name, out var t))
+            throw new SharpLensException($"{family} checkpoint is missing tensor '{name}'." + NameSuggestions.DidYouMean(name, tensors.Keys));
+        _used.Add(name);
+        if (!t.shape.SequenceEqual(shape))
+            throw new SharpLensException($"{family} checkpoint tensor '{name}' has shape {TensorExtensions.ShapeText(t.shape)}, " +
+                $"expected {TensorExtensions.ShapeText(shape)} from config.json.");
+        return t;
+    }
+
+    /// <summary>Marks a tensor as deliberately ignored (e.g. a tied head).</summary>
+    public void Ignore(string name) => _used.Add(name);
+
+    /// <summary>Fails when a tensor was neither read nor ignored nor matched by <paramref name="isBuffer"/>.</summary>
+    public void ThrowOnUnused(string what, Func<string, bool>? isBuffer = null)
+    {
+        var unexpected = tensors.Keys.Where(k => !_used.Contains(k) && !(isBuffer?.Invoke(k) ?? false)).ToList();
+        if (unexpected.Count > 0)
+            throw new SharpLensException($"{family} checkpoint has {unexpected.Count} unexpected tensor(s) for {what}: " +
+                string.Join(", ", unexpected.Take(8)) + (unexpected.Count > 8 ? ", ..." : "") +
+                ". Is config.json (layers, architecture) the one that belongs to these weights?");
+    }
+}

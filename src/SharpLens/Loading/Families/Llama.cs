@@ -1,0 +1,186 @@
+using System.Text.Json.Nodes;
+using SharpLens.Model;
+using static TorchSharp.torch;
+
+namespace SharpLens.Loading;
+
+/// <summary>
+/// The LLaMA line: <c>LlamaForCausalLM</c> (Llama 2, 3, 3.1, 3.2), <c>MistralForCausalLM</c>, <c>Qwen2ForCausalLM</c>
+/// (Qwen2, Qwen2.5) and <c>Qwen3ForCausalLM</c>. RMSNorm, rotary positions, grouped-query attention and a SwiGLU MLP;
+/// Mistral adds a sliding window, Qwen2 q/k/v biases, Qwen3 per-head q/k norms and a free head_dim.
+/// The config is read from <c>config.json</c> as Hugging Face reads it (<c>rope_theta</c>, <c>rope_scaling</c>,
+/// <c>head_dim</c>, <c>sliding_window</c>, <c>tie_word_embeddings</c>, biases), also for local folders and fine-tunes,
+/// where TransformerLens v3.5.1 falls back to defaults for Llama.
+/// </summary>
+public sealed class LlamaFamily : IModelFamily
+{
+    /// <summary>One member of the line: what its Hugging Face class hard-codes.</summary>
+    private sealed record Variant(string Architecture, string ModelType, bool AlwaysGroupedQueryNames, bool QkvBias, bool QkNorm,
+        bool DefaultPrependBos, int DefaultContext);
+
+    // TransformerLens sets n_key_value_heads for Mistral and Qwen2 even when it equals n_heads (so their parameters are
+    // named _W_K ...), for Llama and Qwen3 only when it differs. Qwen prompts get no BOS by default.
+    private static readonly Variant[] Variants =
+    [
+        new("LlamaForCausalLM", "llama", AlwaysGroupedQueryNames: false, QkvBias: false, QkNorm: false, DefaultPrependBos: true, DefaultContext: 2048),
+        new("MistralForCausalLM", "mistral", AlwaysGroupedQueryNames: true, QkvBias: false, QkNorm: false, DefaultPrependBos: true, DefaultContext: 131072),
+        new("Qwen2ForCausalLM", "qwen2", AlwaysGroupedQueryNames: true, QkvBias: true, QkNorm: false, DefaultPrependBos: false, DefaultContext: 32768),
+        new("Qwen3ForCausalLM", "qwen3", AlwaysGroupedQueryNames: false, QkvBias: false, QkNorm: true, DefaultPrependBos: false, DefaultContext: 32768),
+    ];
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> Architectures { get; } = [.. Variants.Select(v => v.Architecture), .. Variants.Select(v => v.ModelType)];
+
+    /// <inheritdoc/>
+    public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
+    {
+        var hf = new HfConfig(hfConfig, modelName);
+        var variant = VariantOf(hfConfig);
+        int dModel = hf.Int("hidden_size"), nHeads = hf.Int("num_attention_heads"), nLayers = hf.Int("num_hidden_layers");
+        int kvHeads = hf.OptInt("num_key_value_heads") ?? nHeads;
+        if (nHeads <= 0 || kvHeads <= 0) throw hf.Error($"num_attention_heads ({nHeads}) and num_key_value_heads ({kvHeads}) must be positive");
+        if (nHeads % kvHeads != 0)
+            throw hf.Error($"num_attention_heads {nHeads} is not divisible by num_key_value_heads {kvHeads}");
+        int? headDim = hf.OptInt("head_dim");
+        if (headDim is null && dModel % nHeads != 0)
+            throw hf.Error($"hidden_size {dModel} is not divisible by num_attention_heads {nHeads} and no head_dim is given");
+        if (hf.OptBool("mlp_bias") == true)
+            throw hf.Error("mlp_bias = true is not supported (the gated MLP has no gate bias in TransformerLens's layout)");
+
+        // transformers 5 moves rope_theta / rope_scaling into rope_parameters; both spellings are read.
+        var rope = hfConfig["rope_parameters"] as JsonObject;
+        double theta = (rope is null ? null : new HfConfig(rope, modelName).OptDouble("rope_theta")) ?? hf.OptDouble("rope_theta") ?? 10000;
+        var scaling = hfConfig["rope_scaling"] as JsonObject ?? rope;
+        var ntk = Llama3Scaling(scaling, hf);
+
+        var (localLayers, window) = SlidingWindow(hf, variant, nLayers);
+        return new HookedTransformerConfig(
+            nLayers: nLayers, dModel: dModel, nCtx: hf.OptInt("max_position_embeddings") ?? variant.DefaultContext,
+            dHead: headDim ?? dModel / nHeads, nHeads: nHeads, dVocab: hf.Int("vocab_size"), dMlp: hf.Int("intermediate_size"),
+            actFn: hf.OptString("hidden_act") ?? "silu", normalizationType: "RMS", eps: hf.OptDouble("rms_norm_eps") ?? 1e-6,
+            positionalEmbeddingType: "rotary", originalArchitecture: variant.Architecture, defaultPrependBos: variant.DefaultPrependBos,
+            modelName: modelName, initializerRange: hf.OptDouble("initializer_range") ?? 0.02,
+            bosTokenId: TokenId(hf, "bos_token_id"), eosTokenId: TokenId(hf, "eos_token_id"), padTokenId: TokenId(hf, "pad_token_id"),
+            nKeyValueHeads: variant.AlwaysGroupedQueryNames || kvHeads != nHeads ? kvHeads : null,
+            rotaryBase: theta, useNTKByPartsRope: ntk is not null,
+            nTKByPartsFactor: ntk?.Factor ?? 8, nTKByPartsLowFreqFactor: ntk?.Low ?? 1, nTKByPartsHighFreqFactor: ntk?.High ?? 4,
+            nTKOriginalCtxLen: ntk?.Original ?? 8192,
+            gatedMlp: true, useLocalAttn: window is not null, windowSize: window, attnTypes: localLayers,
+            useQkNorm: variant.QkNorm, tieWordEmbeddings: hf.OptBool("tie_word_embeddings") ?? false);
+    }
+
+    /// <inheritdoc/>
+    public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hfWeights, HookedTransformerConfig cfg)
+    {
+        var variant = Variants.First(v => v.Architecture == cfg.OriginalArchitecture);
+        var ck = new CheckpointTensors(hfWeights, cfg.OriginalArchitecture);
+        long d = cfg.DModel, h = cfg.NHeads, kv = cfg.KvHeads, dh = cfg.DHead, m = cfg.DMlp;
+        string K(string name) => ParameterLayout.KeyValueName(cfg, name);
+        var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var embed = ck.Get("model.embed_tokens.weight", cfg.DVocab, d);
+        sd["embed.W_E"] = embed;
+        // nn.Linear stores [out, in]; out rows are (head, d_head).
+        Tensor Heads(string name, long heads) => ck.Get(name, heads * dh, d).view(heads, dh, d).transpose(1, 2);   // [heads, d, dh]
+        Tensor HeadBias(string name, long heads) => ck.Has(name) ? ck.Get(name, heads * dh).view(heads, dh) : zeros(heads, dh, dtype: embed.dtype);
+        bool attnBias = variant.QkvBias || ck.Has("model.layers.0.self_attn.q_proj.bias");
+        for (int l = 0; l < cfg.NLayers; l++)
+        {
+            string hp = $"model.layers.{l}.", tp = $"blocks.{l}.", a = hp + "self_attn.";
+            sd[tp + "ln1.w"] = ck.Get(hp + "input_layernorm.weight", d);
+            sd[tp + "attn.W_Q"] = Heads(a + "q_proj.weight", h);
+            sd[tp + "attn." + K("W_K")] = Heads(a + "k_proj.weight", kv);
+            sd[tp + "attn." + K("W_V")] = Heads(a + "v_proj.weight", kv);
+            if (attnBias && !ck.Has(a + "q_proj.bias"))
+                throw new SharpLensException($"{cfg.OriginalArchitecture} checkpoint is missing tensor '{a}q_proj.bias' (this architecture has q/k/v biases).");
+            sd[tp + "attn.b_Q"] = HeadBias(a + "q_proj.bias", h);
+            sd[tp + "attn." + K("b_K")] = HeadBias(a + "k_proj.bias", kv);
+            sd[tp + "attn." + K("b_V")] = HeadBias(a + "v_proj.bias", kv);
+            sd[tp + "attn.W_O"] = ck.Get(a + "o_proj.weight", d, h * dh).view(d, h, dh).permute(1, 2, 0); // [h, dh, d]
+            sd[tp + "attn.b_O"] = ck.Has(a + "o_proj.bias") ? ck.Get(a + "o_proj.bias", d) : zeros(d, dtype: embed.dtype);
+            if (cfg.UseQkNorm)
+            {
+                sd[tp + "attn.q_norm.w"] = ck.Get(a + "q_norm.weight", dh);
+                sd[tp + "attn.k_norm.w"] = ck.Get(a + "k_norm.weight", dh);
+            }
+            sd[tp + "ln2.w"] = ck.Get(hp + "post_attention_layernorm.weight", d);
+            sd[tp + "mlp.W_gate"] = ck.Get(hp + "mlp.gate_proj.weight", m, d).t();
+            sd[tp + "mlp.W_in"] = ck.Get(hp + "mlp.up_proj.weight", m, d).t();
+            sd[tp + "mlp.b_in"] = zeros(m, dtype: embed.dtype);
+            sd[tp + "mlp.W_out"] = ck.Get(hp + "mlp.down_proj.weight", d, m).t();
+            sd[tp + "mlp.b_out"] = zeros(d, dtype: embed.dtype);
+        }
+        sd["ln_final.w"] = ck.Get("model.norm.weight", d);
+        // Tied models (e.g. Qwen2-0.5B, Llama-3.2-1B) read the unembedding from the token embedding, as Hugging Face does.
+        bool tied = cfg.TieWordEmbeddings;
+        if (tied) ck.Ignore("lm_head.weight");
+        else if (!ck.Has("lm_head.weight"))
+            throw new SharpLensException($"{cfg.OriginalArchitecture} checkpoint has no 'lm_head.weight' but config.json does not set " +
+                "tie_word_embeddings = true. Set it if the model ties its unembedding to the token embedding.");
+        sd["unembed.W_U"] = (tied ? embed : ck.Get("lm_head.weight", cfg.DVocabOut, d)).t();
+        sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: embed.dtype);
+        ck.ThrowOnUnused($"a {cfg.NLayers}-layer {cfg.OriginalArchitecture}", IsUnused);
+        return sd;
+    }
+
+    /// <inheritdoc/>
+    public bool IsUnused(string checkpointName) => checkpointName.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
+
+    private static Variant VariantOf(JsonObject hf)
+    {
+        var names = (hf["architectures"] as JsonArray)?.Select(a => a?.GetValue<string>()).ToList() ?? [];
+        names.Add(hf["model_type"]?.GetValue<string>());
+        return Variants.First(v => names.Contains(v.Architecture) || names.Contains(v.ModelType));
+    }
+
+    /// <summary>A token id, or the first of a list (Llama 3 Instruct lists two EOS ids).</summary>
+    private static int? TokenId(HfConfig hf, string key) =>
+        hf.Json[key] is JsonArray arr ? arr.Count == 0 ? null : arr[0]!.GetValue<int>() : hf.OptInt(key);
+
+    private sealed record NtkScaling(double Factor, double Low, double High, int Original);
+
+    /// <summary>
+    /// <c>rope_scaling</c>: null / <c>default</c> → none; <c>llama3</c> → NTK-by-parts with its four parameters; any
+    /// other type is rejected by name (its frequencies differ, so running it unscaled would be silently wrong).
+    /// </summary>
+    private static NtkScaling? Llama3Scaling(JsonObject? scaling, HfConfig hf)
+    {
+        if (scaling is null) return null;
+        var s = new HfConfig(scaling, hf.ModelName);
+        string? type = s.OptString("rope_type") ?? s.OptString("type");
+        if (type is null or "default") return null;
+        if (type != "llama3")
+            throw hf.Error($"rope_scaling type '{type}' is not supported; supported: llama3 (Llama 3.1 NTK-by-parts) or none (default)");
+        double Need(string key) => s.OptDouble(key) ?? throw hf.Error($"rope_scaling of type llama3 needs '{key}'");
+        return new NtkScaling(Need("factor"), Need("low_freq_factor"), Need("high_freq_factor"),
+            s.OptInt("original_max_position_embeddings") ?? throw hf.Error("rope_scaling of type llama3 needs 'original_max_position_embeddings'"));
+    }
+
+    /// <summary>
+    /// Which layers use a sliding window, as Hugging Face decides: <c>layer_types</c> when the config lists them;
+    /// Mistral: every layer when <c>sliding_window</c> is set; Qwen2/3: layers from <c>max_window_layers</c> on, only
+    /// with <c>use_sliding_window</c>; Llama: none.
+    /// </summary>
+    private static (string[]? Types, int? Window) SlidingWindow(HfConfig hf, Variant variant, int nLayers)
+    {
+        int? window = hf.OptInt("sliding_window");
+        if (variant.ModelType == "llama" || window is null) return (null, null);
+        string[] types;
+        if (hf.Json["layer_types"] is JsonArray lt)
+        {
+            if (lt.Count != nLayers) throw hf.Error($"layer_types has {lt.Count} entries, expected num_hidden_layers = {nLayers}");
+            types = [.. lt.Select(t => t?.GetValue<string>() == "sliding_attention" ? "local" : "global")];
+        }
+        else if (variant.ModelType == "mistral")
+        {
+            types = [.. Enumerable.Repeat("local", nLayers)];
+        }
+        else
+        {
+            if (hf.OptBool("use_sliding_window") != true) return (null, null);
+            int from = hf.OptInt("max_window_layers") ?? nLayers;
+            types = [.. Enumerable.Range(0, nLayers).Select(l => l >= from ? "local" : "global")];
+        }
+        if (window <= 0) throw hf.Error($"sliding_window must be a positive integer, got {window}");
+        return types.Contains("local") ? (types, window) : (null, null);
+    }
+}
