@@ -34,6 +34,7 @@ internal static class CliApp
         new PatchCommand(),
         new GenerateCommand(),
         new RunCommand(),
+        new SaeCommand(),
         new SweepCommand(),
         new WorkerCommand(),
         new TokenizeCommand(),

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using SharpLens.Loading;
 using SharpLens.Model;
+using SharpLens.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,7 +26,16 @@ internal sealed class RunCommand : CliCommand
         Opt.Flag("no-processing", "load without TransformerLens's weight processing"),
         Opt.Value("names", "REGEX", "only cache hook names matching this regular expression"),
         Opt.Flag("no-bos", "do not prepend the BOS token to --prompt texts"),
+        Opt.Many("sae", "DIR|org/repo/path", "splice this SAE in at its hook (repeatable; SAELens folder, Gemma Scope params.npz, or on the Hub)"),
+        Opt.Many("sae-hook", "NAME", "the hook of each --sae, in order (overrides its config; needed for Gemma Scope outside its repo layout)"),
+        Opt.Flag("sae-error-term", "add each SAE's reconstruction error so the output is unchanged (SAELens's use_error_term)"),
     ];
+
+    public override string? Details => """
+        With --sae the model runs as SAELens's HookedSAETransformer with the SAEs spliced in: each SAE's hook is
+        replaced by <hook>.hook_sae_input, hook_sae_acts_pre, hook_sae_acts_post, hook_sae_recons, [hook_sae_error,]
+        hook_sae_output, and blocks.L.mlp.hook_in is cached too.
+        """;
 
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
@@ -36,7 +46,12 @@ internal sealed class RunCommand : CliCommand
         bool noProcessing = args.Flag("no-processing");
         bool noBos = args.Flag("no-bos");
         string? namesPattern = args.Option("names");
+        var saeLocations = args.Options("sae");
+        var saeHooks = args.Options("sae-hook");
+        bool errorTerm = args.Flag("sae-error-term");
         args.RejectUnknown();
+        if (saeLocations.Count == 0 && (saeHooks.Count > 0 || errorTerm))
+            throw new CliUsageException("--sae-hook and --sae-error-term need --sae.");
         if ((tokensFile is null) == (prompts.Count == 0))
             throw new CliUsageException("give exactly one of --tokens-file or --prompt.");
         Regex? names = null;
@@ -48,6 +63,23 @@ internal sealed class RunCommand : CliCommand
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
 
         using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing);
+        var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
+        try
+        {
+            foreach (var sae in saes) model.AddSae(sae, errorTerm);
+            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, stdout);
+        }
+        finally
+        {
+            model.ResetSaes();
+            foreach (var s in saes) s.Dispose();
+        }
+        return Task.FromResult(0);
+    }
+
+    private static void Export(HookedTransformer model, string modelName, string outPath, long[][]? ids, IReadOnlyList<string> prompts, bool noBos,
+        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, TextWriter stdout)
+    {
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
         if (ids is not null)
@@ -66,14 +98,19 @@ internal sealed class RunCommand : CliCommand
                 throw new SharpLensException($"--names '{namesPattern}' matches no hook point. Hook names look like 'blocks.0.attn.hook_pattern'.");
             var tensors = new List<KeyValuePair<string, Tensor>> { new("logits", logits), new("tokens", tokens) };
             tensors.AddRange(cache);
-            SafetensorsWriter.Write(outPath, tensors, new Dictionary<string, string>
+            var metadata = new Dictionary<string, string>
             {
                 ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
                 ["producer"] = "SharpLens",
-            });
+            };
+            if (saes.Count > 0)
+            {
+                metadata["saes"] = string.Join(",", saes.Select(s => s.HookName));
+                metadata["sae_error_term"] = errorTerm ? "true" : "false";
+            }
+            SafetensorsWriter.Write(outPath, tensors, metadata);
             stdout.WriteLine($"wrote {tensors.Count} tensors ({cache.Count} activations, logits [{string.Join(", ", logits.shape)}]) to {outPath}");
         }
-        return Task.FromResult(0);
     }
 
     /// <summary>Reads a JSON array of equally long arrays of token ids.</summary>
