@@ -49,6 +49,28 @@ internal static class Golden
     public static HookedTransformer Model(string variant = "processed") =>
         HookedTransformer.FromFolder(Dir, Options(variant), "tiny-gpt2");
 
+    private static readonly Lazy<Dictionary<string, Tensor>> GradsLazy = new(() => Load("grads.safetensors").ToDictionary(kv => kv.Key, kv => kv.Value.DetachFromDisposeScope()));
+    /// <summary>Every tensor of grads.safetensors, loaded once (read-only; never dispose).</summary>
+    public static IReadOnlyDictionary<string, Tensor> Grads => GradsLazy.Value;
+
+    private static readonly Lazy<JsonObject> GradsManifestLazy = new(() => JsonNode.Parse(File.ReadAllText(Expected("manifest_grads.json")))!.AsObject());
+    /// <summary>manifest_grads.json.</summary>
+    public static JsonObject GradsManifest => GradsManifestLazy.Value;
+
+    /// <summary>manifest_grads.json's gradient tolerance: max|a−b| ≤ 1e-4·max|expected| + 1e-6 (relative to the tensor's own scale).</summary>
+    public static void AssertGradClose(Tensor expected, Tensor actual, string what)
+    {
+        Assert.True(expected.shape.SequenceEqual(actual.shape),
+            $"{what}: shape [{string.Join(",", actual.shape)}] != expected [{string.Join(",", expected.shape)}]");
+        using var scope = NewDisposeScope();
+        var e = expected.to_type(ScalarType.Float64);
+        var a = actual.to_type(ScalarType.Float64);
+        Assert.True(a.isfinite().all().item<bool>(), $"{what}: non-finite gradient entries");
+        double tol = 1e-4 * e.abs().max().item<double>() + 1e-6;
+        double diff = (e - a).abs().max().item<double>();
+        Assert.True(diff <= tol, $"{what}: max |diff| {diff:E3} > tolerance {tol:E3}");
+    }
+
     /// <summary>The manifest's tolerance: max|a−b| ≤ 1e-4·max(1, max|expected|).</summary>
     public static void AssertClose(Tensor expected, Tensor actual, string what, double rel = 1e-4)
     {

@@ -16,7 +16,7 @@ public sealed partial class ActivationCache : IDisposable, IEnumerable<KeyValueP
     private readonly Dictionary<string, Tensor> _store = new(StringComparer.Ordinal);
     private bool _disposed;
 
-    /// <summary>Creates an empty cache for <paramref name="model"/>; usually made by <see cref="HookedTransformer.RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?)"/>.</summary>
+    /// <summary>Creates an empty cache for <paramref name="model"/>; usually made by <see cref="HookedTransformer.RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?)"/>.</summary>
     public ActivationCache(HookedTransformer model, bool hasBatchDim = true)
     {
         Model = model;
@@ -49,6 +49,20 @@ public sealed partial class ActivationCache : IDisposable, IEnumerable<KeyValueP
         if (_store.TryGetValue(name, out var old)) old.Dispose();
         else _keys.Add(name);
         _store[name] = owned;
+    }
+
+    /// <summary>
+    /// Stores <paramref name="value"/> under <paramref name="name"/>, or adds it to what is stored there: a gradient
+    /// of an activation used several times arrives once per use, and the cache keeps the total.
+    /// </summary>
+    internal void StoreOrAdd(string name, Tensor value)
+    {
+        if (_store.TryGetValue(name, out var old))
+        {
+            _store[name] = (old + value).detach().DetachFromDisposeScope();
+            old.Dispose();
+        }
+        else Store(name, value.clone());
     }
 
     /// <summary>Removes and frees one activation; false when it was not cached.</summary>

@@ -6,9 +6,9 @@ namespace SharpLens.Hooks;
 /// </summary>
 public sealed class Hook
 {
-    private Hook(string? name, Func<string, bool>? predicate, HookFunction function)
+    private Hook(string? name, Func<string, bool>? predicate, HookFunction function, HookDirection direction)
     {
-        Name = name; Predicate = predicate; Function = function;
+        Name = name; Predicate = predicate; Function = function; Direction = direction;
     }
 
     /// <summary>The exact hook name, or null when <see cref="Predicate"/> selects the hook points.</summary>
@@ -17,12 +17,19 @@ public sealed class Hook
     public Func<string, bool>? Predicate { get; }
     /// <summary>The function to run.</summary>
     public HookFunction Function { get; }
+    /// <summary>Whether the function sees the activation (forward) or its gradient (backward).</summary>
+    public HookDirection Direction { get; }
 
     /// <summary>A hook on one hook point, by exact name.</summary>
-    public static Hook At(string name, HookFunction function) => new(name, null, function);
+    public static Hook At(string name, HookFunction function, HookDirection direction = HookDirection.Forward) =>
+        new(name, null, function, direction);
 
     /// <summary>A hook on every hook point whose name satisfies <paramref name="predicate"/>.</summary>
-    public static Hook Where(Func<string, bool> predicate, HookFunction function) => new(null, predicate, function);
+    public static Hook Where(Func<string, bool> predicate, HookFunction function, HookDirection direction = HookDirection.Forward) =>
+        new(null, predicate, function, direction);
+
+    /// <summary>A backward hook on one hook point (TransformerLens's <c>bwd_hooks</c> entry).</summary>
+    public static Hook Backward(string name, HookFunction function) => At(name, function, HookDirection.Backward);
 
     /// <summary>A hook given as (name, function), TransformerLens's tuple form.</summary>
     public static implicit operator Hook((string Name, HookFunction Function) t) => At(t.Name, t.Function);

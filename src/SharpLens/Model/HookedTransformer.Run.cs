@@ -63,26 +63,43 @@ public sealed partial class HookedTransformer
 
     /// <summary>
     /// Runs the model and caches activations (TransformerLens's <c>run_with_cache</c>). The cache owns its tensors:
-    /// dispose it when done.
+    /// dispose it when done. With <paramref name="includeBackward"/> the run builds the autograd graph, differentiates
+    /// <paramref name="metric"/> of the logits and also caches every activation's gradient as <c>&lt;hook&gt;_grad</c>
+    /// (after the forward keys, in the order the backward pass reaches them). A gradient is the total over every use of
+    /// the activation. Parameter gradients are not computed here (see <see cref="Backward"/>).
     /// </summary>
     /// <param name="tokens">Token ids [batch, pos].</param>
     /// <param name="namesFilter">Which hook points to cache; null caches all that fire.</param>
     /// <param name="removeBatchDim">Drop the batch axis (batch size must be 1).</param>
     /// <param name="attentionMask">Padding mask, as in <see cref="Forward(Tensor, Tensor?)"/>.</param>
+    /// <param name="includeBackward">Also cache gradients (TransformerLens's <c>incl_bwd=True</c>).</param>
+    /// <param name="metric">Logits → scalar to differentiate; required with <paramref name="includeBackward"/>.</param>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null,
-        bool removeBatchDim = false, Tensor? attentionMask = null)
+        bool removeBatchDim = false, Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (removeBatchDim && tokens.dim() == 2 && tokens.shape[0] != 1)
             throw new SharpLensException($"removeBatchDim needs a batch of exactly 1 prompt, got {tokens.shape[0]}.");
+        if (includeBackward && metric is null)
+            throw new SharpLensException("includeBackward needs a metric (logits → scalar tensor) to differentiate, e.g. the mean logit difference.");
         var cache = new ActivationCache(this, hasBatchDim: true);
         var regs = new List<IDisposable>();
         try
         {
             foreach (var hp in _hookPoints)
                 if (namesFilter is null || namesFilter(hp.Name))
+                {
                     regs.Add(hp.Add((act, point) => { cache.Store(point.Name, act); return null; }, permanent: false));
-            var logits = Forward(tokens, attentionMask);
+                    if (includeBackward)
+                        regs.Add(hp.Add((g, point) => { cache.StoreOrAdd(point.Name + "_grad", g); return null; }, permanent: false, HookDirection.Backward));
+                }
+            Tensor logits;
+            if (includeBackward)
+            {
+                using var scope = NewDisposeScope();
+                logits = GradientPass(tokens, attentionMask, metric!, parameterGradients: false, out _).MoveToOuterDisposeScope();
+            }
+            else logits = Forward(tokens, attentionMask);
             if (removeBatchDim) cache.RemoveBatchDim();
             return (logits, cache);
         }
@@ -99,23 +116,32 @@ public sealed partial class HookedTransformer
 
     /// <summary>Caches exactly the named hook points; unknown names fail with the closest valid names.</summary>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, IEnumerable<string> names, bool removeBatchDim = false,
-        Tensor? attentionMask = null)
+        Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null)
     {
         var set = names.ToHashSet(StringComparer.Ordinal);
         foreach (var n in set) GetHookPoint(n);
-        return RunWithCache(tokens, set.Contains, removeBatchDim, attentionMask);
+        return RunWithCache(tokens, set.Contains, removeBatchDim, attentionMask, includeBackward, metric);
     }
 
     /// <summary>
     /// Runs the model with temporary hooks (TransformerLens's <c>run_with_hooks</c>). With
-    /// <paramref name="resetHooksEnd"/> the hooks are removed afterwards, also when the forward throws.
+    /// <paramref name="resetHooksEnd"/> the hooks are removed afterwards, also when the forward throws. Backward hooks
+    /// need <paramref name="metric"/>: the run then differentiates it (no parameter gradients) so they fire before
+    /// the hooks are removed.
     /// </summary>
-    public Tensor RunWithHooks(Tensor tokens, IEnumerable<Hook> hooks, bool resetHooksEnd = true, Tensor? attentionMask = null)
+    public Tensor RunWithHooks(Tensor tokens, IEnumerable<Hook> hooks, bool resetHooksEnd = true, Tensor? attentionMask = null,
+        Func<Tensor, Tensor>? metric = null)
     {
-        var scope = AddHooks(hooks);
+        var list = hooks.ToList();
+        if (metric is null && list.Any(h => h.Direction == HookDirection.Backward))
+            throw new SharpLensException("Backward hooks only run in a gradient run: pass a metric (logits → scalar) to RunWithHooks, " +
+                "or attach them with Hooks(...) around Backward(...).");
+        var scope = AddHooks(list);
         try
         {
-            return Forward(tokens, attentionMask);
+            if (metric is null) return Forward(tokens, attentionMask);
+            using var inner = NewDisposeScope();
+            return GradientPass(tokens, attentionMask, metric, parameterGradients: false, out _).MoveToOuterDisposeScope();
         }
         finally
         {
@@ -136,7 +162,7 @@ public sealed partial class HookedTransformer
         var targets = list.Select(h => (h, points: Resolve(h))).ToList(); // validate all names first
         var regs = new List<IDisposable>();
         foreach (var (h, points) in targets)
-            foreach (var p in points) regs.Add(p.Add(h.Function, permanent: false));
+            foreach (var p in points) regs.Add(p.Add(h.Function, permanent: false, h.Direction));
         return new HookScope(regs);
     }
 
@@ -145,11 +171,19 @@ public sealed partial class HookedTransformer
     /// unless it is asked to remove them too. The returned handle detaches the hook when disposed.
     /// </summary>
     public IDisposable AddHook(string name, HookFunction function, bool permanent = false) =>
-        GetHookPoint(name).Add(function, permanent);
+        AddHook(name, function, HookDirection.Forward, permanent);
+
+    /// <summary>
+    /// Attaches a forward or backward hook by name (TransformerLens's <c>add_hook(name, fn, dir=...)</c>). A backward
+    /// hook receives the gradient of the activation in gradient runs and may return a replacement.
+    /// </summary>
+    public IDisposable AddHook(string name, HookFunction function, HookDirection direction, bool permanent = false) =>
+        GetHookPoint(name).Add(function, permanent, direction);
 
     /// <summary>Attaches a hook to every hook point whose name satisfies <paramref name="predicate"/>.</summary>
-    public IDisposable AddHook(Func<string, bool> predicate, HookFunction function, bool permanent = false) =>
-        new HookScope(_hookPoints.Where(p => predicate(p.Name)).Select(p => (IDisposable)p.Add(function, permanent)).ToList());
+    public IDisposable AddHook(Func<string, bool> predicate, HookFunction function, bool permanent = false,
+        HookDirection direction = HookDirection.Forward) =>
+        new HookScope(_hookPoints.Where(p => predicate(p.Name)).Select(p => (IDisposable)p.Add(function, permanent, direction)).ToList());
 
     /// <summary>Removes all temporary hooks, and permanent ones too when asked (TransformerLens's <c>reset_hooks</c>).</summary>
     public void ResetHooks(bool includingPermanent = false)

@@ -51,18 +51,18 @@ public sealed partial class HookedTransformer
     /// <summary>Logits [1, pos, d_vocab] for one text.</summary>
     public Tensor Forward(string text) => Forward([text]);
 
-    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?)"/> for text input.</summary>
+    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?)"/> for text input.</summary>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, Func<string, bool>? namesFilter = null, bool removeBatchDim = false)
     {
         using var batch = ToTokens(texts);
         return RunWithCache(batch.Tokens, namesFilter, removeBatchDim, batch.AttentionMask);
     }
 
-    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?)"/> for one text.</summary>
+    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?)"/> for one text.</summary>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(string text, Func<string, bool>? namesFilter = null, bool removeBatchDim = false) =>
         RunWithCache([text], namesFilter, removeBatchDim);
 
-    /// <summary><see cref="RunWithHooks(Tensor, IEnumerable{Hook}, bool, Tensor?)"/> for text input.</summary>
+    /// <summary><see cref="RunWithHooks(Tensor, IEnumerable{Hook}, bool, Tensor?, Func{Tensor, Tensor}?)"/> for text input.</summary>
     public Tensor RunWithHooks(IReadOnlyList<string> texts, IEnumerable<Hook> hooks, bool resetHooksEnd = true)
     {
         using var batch = ToTokens(texts);

@@ -27,7 +27,7 @@ public sealed record ModelOutput(Tensor? Logits, Tensor? Loss);
 /// <summary>
 /// A decoder-only transformer whose every activation can be read and replaced by its TransformerLens hook name
 /// (TransformerLens's <c>HookedTransformer</c>). Parameters carry TransformerLens's state-dict names and
-/// head-major shapes. Inference only: no autograd graph is ever built. The model owns its parameter tensors.
+/// head-major shapes. Forward passes build no autograd graph; gradient runs (<see cref="Backward"/>, <c>RunWithCache(..., includeBackward: true)</c>) opt in. The model owns its parameter tensors.
 /// </summary>
 public sealed partial class HookedTransformer : IDisposable
 {
