@@ -14,6 +14,9 @@ public sealed record ModelInfo(string Name, string RepoId, IReadOnlyList<string>
 {
     /// <summary>True for rows of <see cref="ModelRegistry.All"/>; false for a repo id resolved as is.</summary>
     public bool IsOfficial { get; init; } = true;
+
+    /// <summary>The Hugging Face repository is gated: downloading needs an accepted licence and a token (<c>HF_TOKEN</c>).</summary>
+    public bool Gated { get; init; }
 }
 
 /// <summary>
@@ -29,6 +32,7 @@ public static class ModelRegistry
         Gpt2("gpt2-large", "openai-community/gpt2-large", "774M", layers: 36, dModel: 1280),
         Gpt2("gpt2-xl", "openai-community/gpt2-xl", "1.5B", layers: 48, dModel: 1600),
         Gpt2("distilgpt2", "distilbert/distilgpt2", "82M", layers: 6, dModel: 768),
+        .. LlamaFamily.RegistryRows,
     ];
 
     /// <summary>Every registered model, in registration order.</summary>

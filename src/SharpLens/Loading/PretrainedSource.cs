@@ -23,7 +23,23 @@ public static class PretrainedSource
     {
         if (Directory.Exists(nameOrPath)) return nameOrPath;
         var info = ModelRegistry.Resolve(nameOrPath);
-        using var client = new HubClient(options.Hub ?? HubOptions.FromEnvironment());
+        var hub = options.Hub ?? HubOptions.FromEnvironment();
+        if (info.Gated && hub.Token is null && !hub.Offline)
+        {
+            // Without a token a gated repository answers 401/403; a copy already in the cache still works.
+            using var cacheOnly = new HubClient(hub with { Offline = true });
+            try
+            {
+                return cacheOnly.DownloadModelAsync(info.RepoId, options.Revision, null).GetAwaiter().GetResult();
+            }
+            catch (HubOfflineException)
+            {
+                throw new HubAuthException($"'{info.Name}' ({info.RepoId}) is a gated repository: accept its licence at " +
+                    $"{hub.Endpoint}/{info.RepoId} with your Hugging Face account, then set HF_TOKEN to a token with access " +
+                    "(or save it in $HF_HOME/token, e.g. with `huggingface-cli login`).");
+            }
+        }
+        using var client = new HubClient(hub);
         // FromPretrained is synchronous; the client uses ConfigureAwait(false) throughout, so blocking here is safe.
         return client.DownloadModelAsync(info.RepoId, options.Revision, options.Progress).GetAwaiter().GetResult();
     }

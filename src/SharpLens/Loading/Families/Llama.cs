@@ -28,6 +28,56 @@ public sealed class LlamaFamily : IModelFamily
         new("Qwen3ForCausalLM", "qwen3", AlwaysGroupedQueryNames: false, QkvBias: false, QkNorm: true, DefaultPrependBos: false, DefaultContext: 32768),
     ];
 
+    /// <summary>Registry rows of the line's official checkpoints (Llama repositories are gated).</summary>
+    internal static IEnumerable<ModelInfo> RegistryRows =>
+    [
+        Row("Llama-2-7b", "meta-llama/Llama-2-7b-hf", "7B", 32, 4096, 32, 32, 128, 11008, 32000, tied: false, gated: true, "Llama-2-7b-hf"),
+        Row("Llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "7B", 32, 4096, 32, 32, 128, 11008, 32000, tied: false, gated: true, "Llama-2-7b-chat-hf"),
+        Row("Llama-2-13b", "meta-llama/Llama-2-13b-hf", "13B", 40, 5120, 40, 40, 128, 13824, 32000, tied: false, gated: true, "Llama-2-13b-hf"),
+        Row("Llama-2-13b-chat", "meta-llama/Llama-2-13b-chat-hf", "13B", 40, 5120, 40, 40, 128, 13824, 32000, tied: false, gated: true, "Llama-2-13b-chat-hf"),
+        Row("Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B", "8B", 32, 4096, 32, 8, 128, 14336, 128256, tied: false, gated: true, "Llama-3-8B"),
+        Row("Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct", "8B", 32, 4096, 32, 8, 128, 14336, 128256, tied: false, gated: true, "Llama-3-8B-Instruct"),
+        Row("Llama-3.1-8B", "meta-llama/Llama-3.1-8B", "8B", 32, 4096, 32, 8, 128, 14336, 128256, tied: false, gated: true, "Meta-Llama-3.1-8B"),
+        Row("Llama-3.2-1B", "meta-llama/Llama-3.2-1B", "1.2B", 16, 2048, 32, 8, 64, 8192, 128256, tied: true, gated: true),
+        Row("Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", "1.2B", 16, 2048, 32, 8, 64, 8192, 128256, tied: true, gated: true),
+        Row("Llama-3.2-3B", "meta-llama/Llama-3.2-3B", "3.2B", 28, 3072, 24, 8, 128, 8192, 128256, tied: true, gated: true),
+        Row("Llama-3.2-3B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "3.2B", 28, 3072, 24, 8, 128, 8192, 128256, tied: true, gated: true),
+        Row("Mistral-7B-v0.1", "mistralai/Mistral-7B-v0.1", "7B", 32, 4096, 32, 8, 128, 14336, 32000, tied: false, gated: false, "mistral-7b"),
+        Row("Mistral-7B-Instruct-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "7B", 32, 4096, 32, 8, 128, 14336, 32000, tied: false, gated: false, "mistral-7b-instruct"),
+        Row("Mistral-7B-v0.3", "mistralai/Mistral-7B-v0.3", "7B", 32, 4096, 32, 8, 128, 14336, 32768, tied: false, gated: false),
+        Row("Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-Instruct-v0.3", "7B", 32, 4096, 32, 8, 128, 14336, 32768, tied: false, gated: false),
+        Row("Qwen2-0.5B", "Qwen/Qwen2-0.5B", "0.5B", 24, 896, 14, 2, 64, 4864, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2-1.5B", "Qwen/Qwen2-1.5B", "1.5B", 28, 1536, 12, 2, 128, 8960, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2-7B", "Qwen/Qwen2-7B", "7B", 28, 3584, 28, 4, 128, 18944, 152064, tied: false, gated: false, qkvBias: true),
+        Row("Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B", "0.5B", 24, 896, 14, 2, 64, 4864, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "0.5B", 24, 896, 14, 2, 64, 4864, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-1.5B", "Qwen/Qwen2.5-1.5B", "1.5B", 28, 1536, 12, 2, 128, 8960, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "1.5B", 28, 1536, 12, 2, 128, 8960, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-3B", "Qwen/Qwen2.5-3B", "3B", 36, 2048, 16, 2, 128, 11008, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-3B-Instruct", "Qwen/Qwen2.5-3B-Instruct", "3B", 36, 2048, 16, 2, 128, 11008, 151936, tied: true, gated: false, qkvBias: true),
+        Row("Qwen2.5-7B", "Qwen/Qwen2.5-7B", "7B", 28, 3584, 28, 4, 128, 18944, 152064, tied: false, gated: false, qkvBias: true),
+        Row("Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "7B", 28, 3584, 28, 4, 128, 18944, 152064, tied: false, gated: false, qkvBias: true),
+        Row("Qwen3-0.6B", "Qwen/Qwen3-0.6B", "0.6B", 28, 1024, 16, 8, 128, 3072, 151936, tied: true, gated: false, qkNorm: true),
+        Row("Qwen3-1.7B", "Qwen/Qwen3-1.7B", "1.7B", 28, 2048, 16, 8, 128, 6144, 151936, tied: true, gated: false, qkNorm: true),
+        Row("Qwen3-4B", "Qwen/Qwen3-4B", "4B", 36, 2560, 32, 8, 128, 9728, 151936, tied: true, gated: false, qkNorm: true),
+        Row("Qwen3-8B", "Qwen/Qwen3-8B", "8B", 36, 4096, 32, 8, 128, 12288, 151936, tied: false, gated: false, qkNorm: true),
+    ];
+
+    /// <summary>
+    /// A row with its parameter counts derived from the shape: every checkpoint tensor (embeddings, projections, q/k/v
+    /// biases, q/k norms, RMSNorm weights, an untied head), and TransformerLens's <c>n_params</c> (attention matrices
+    /// counted with n_heads for keys and values, plus the three MLP matrices).
+    /// </summary>
+    private static ModelInfo Row(string name, string repo, string size, long layers, long d, long heads, long kvHeads, long dHead,
+        long dMlp, long vocab, bool tied, bool gated, string? alias = null, bool qkvBias = false, bool qkNorm = false)
+    {
+        long attention = 2 * d * heads * dHead + 2 * d * kvHeads * dHead + (qkvBias ? (heads + 2 * kvHeads) * dHead : 0) + (qkNorm ? 2 * dHead : 0);
+        long perLayer = attention + 3 * d * dMlp + 2 * d;
+        long total = vocab * d * (tied ? 1 : 2) + layers * perLayer + d;
+        long nParams = layers * (4 * d * heads * dHead + 3 * d * dMlp);
+        return new ModelInfo(name, repo, alias is null ? [] : [alias], size, total, nParams) { Gated = gated };
+    }
+
     /// <inheritdoc/>
     public IReadOnlyList<string> Architectures { get; } = [.. Variants.Select(v => v.Architecture), .. Variants.Select(v => v.ModelType)];
 
