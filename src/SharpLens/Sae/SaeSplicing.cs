@@ -15,11 +15,12 @@ namespace SharpLens.Sae;
 /// </summary>
 public static class SaeSplicing
 {
-    private sealed class Attached(SparseAutoencoder sae, IDisposable handle, bool previousUseErrorTerm)
+    private sealed class Attached(SparseAutoencoder sae, IDisposable handle, bool previousUseErrorTerm, Action restoreConfig)
     {
         public SparseAutoencoder Sae { get; } = sae;
         public IDisposable Handle { get; } = handle;
         public bool PreviousUseErrorTerm { get; } = previousUseErrorTerm;
+        public Action RestoreConfig { get; } = restoreConfig;
     }
 
     private sealed class State
@@ -51,8 +52,9 @@ public static class SaeSplicing
             throw new SharpLensException($"SAE {sae.Source} reads hook '{hook}', which this model ({model.Config.ModelName}) does not have." +
                 NameSuggestions.DidYouMean(hook, model.HookNames) + " Pass the right hook with --sae-hook / the hookName argument if the config is wrong.");
         CheckWidth(model.Config, sae);
+        var restore = EnableOptInHook(model.Config, hook);
         var handle = model.ReplaceHookPoint(hook, sae);
-        state.Saes.Add(new Attached(sae, handle, sae.UseErrorTerm));
+        state.Saes.Add(new Attached(sae, handle, sae.UseErrorTerm, restore));
         if (useErrorTerm is bool u) sae.UseErrorTerm = u;
     }
 
@@ -143,7 +145,7 @@ public static class SaeSplicing
         {
             "hook_embed" or "hook_pos_embed" or "hook_resid_pre" or "hook_resid_mid" or "hook_resid_post" or "hook_attn_out" or "hook_mlp_out"
                 or "hook_normalized" or "hook_mlp_in" or "hook_in" or "hook_result" or "hook_attn_in" => cfg.DModel,
-            "hook_z" or "hook_q" or "hook_v" when attn => flattenHeads ? cfg.NHeads * cfg.DHead : cfg.DHead,
+            "hook_z" or "hook_q" when attn => flattenHeads ? cfg.NHeads * cfg.DHead : cfg.DHead,
             "hook_pre" or "hook_post" when hook.Contains(".mlp.", StringComparison.Ordinal) => cfg.DMlp,
             _ => null,
         };
@@ -162,7 +164,34 @@ public static class SaeSplicing
         var a = state.Saes[index];
         a.Handle.Dispose();
         a.Sae.UseErrorTerm = a.PreviousUseErrorTerm;
+        a.RestoreConfig();
         state.Saes.RemoveAt(index);
+    }
+
+    /// <summary>
+    /// An SAE on an opt-in hook (<c>hook_mlp_in</c>, <c>attn.hook_result</c>, <c>hook_q_input</c>..., <c>hook_attn_in</c>) would
+    /// never run: switch the hook on while the SAE is attached, and back afterwards.
+    /// </summary>
+    private static Action EnableOptInHook(HookedTransformerConfig cfg, string hook)
+    {
+        string last = hook[(hook.LastIndexOf('.') + 1)..];
+        switch (last)
+        {
+            case "hook_mlp_in" when !cfg.UseHookMlpIn:
+                cfg.UseHookMlpIn = true;
+                return () => cfg.UseHookMlpIn = false;
+            case "hook_result" when !cfg.UseAttnResult:
+                cfg.UseAttnResult = true;
+                return () => cfg.UseAttnResult = false;
+            case "hook_q_input" or "hook_k_input" or "hook_v_input" when !cfg.UseSplitQkvInput:
+                cfg.UseSplitQkvInput = true;
+                return () => cfg.UseSplitQkvInput = false;
+            case "hook_attn_in" when !cfg.UseAttnIn:
+                cfg.UseAttnIn = true;
+                return () => cfg.UseAttnIn = false;
+            default:
+                return () => { };
+        }
     }
 
     private static void EnsureMlpInHooks(HookedTransformer model, State state)

@@ -159,3 +159,26 @@ public sealed class SaeHubTests : HubTestBase
         Assert.Contains("has no SAE at 'nothing/here'", e.Message);
     }
 }
+
+/// <summary>An SAE at an opt-in hook switches the hook on while attached.</summary>
+public sealed class SaeOptInHookTests
+{
+    [Fact]
+    public void SaeAtHookMlpInRunsAndSwitchesTheHookBackOff()
+    {
+        const string name = "standard_constant_norm_rescale_blocks.1.hook_resid_mid";
+        using var model = SaeGolden.Model();
+        using var sae = SparseAutoencoder.FromFolder(SaeGolden.Folder(name), "blocks.1.hook_mlp_in");
+        using var scope = NewDisposeScope();
+        var tokens = SaeGolden.T("tokens");
+        Assert.False(model.Config.UseHookMlpIn);
+        var (logits, cache) = model.RunWithCacheWithSaes(tokens, [sae]);
+        using (cache)
+        {
+            // hook_mlp_in = resid_mid, so the SAE sees the golden sae_in and gives the golden features.
+            Golden.AssertClose(SaeGolden.T(name + "/encode"), cache["blocks.1.hook_mlp_in.hook_sae_acts_post"], "encode at hook_mlp_in");
+        }
+        Assert.True((logits - SaeGolden.T("clean/logits")).abs().max().item<float>() > 1e-3, "the SAE must act on the MLP input");
+        Assert.False(model.Config.UseHookMlpIn);
+    }
+}
