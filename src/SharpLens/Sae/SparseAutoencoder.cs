@@ -121,8 +121,10 @@ public sealed partial class SparseAutoencoder : IHookModule, IDisposable
         var output = DecodeCore(acts, norm, shape, hooks: true);
         if (UseErrorTerm)
         {
-            var clean = DecodeCore(EncodeCore(x, hooks: false, out var n2, out _), n2, shape, hooks: false);
-            output = output + HookSaeError.Apply(x - clean);
+            Tensor error;
+            using (no_grad()) // SAELens: the error is a constant of the forward pass, also in gradient runs
+                error = x - DecodeCore(EncodeCore(x, hooks: false, out var n2, out _), n2, shape, hooks: false);
+            output = output + HookSaeError.Apply(error);
         }
         return HookSaeOutput.Apply(output).MoveToOuterDisposeScope();
     }
