@@ -117,13 +117,17 @@ internal sealed class RunCommand : CliCommand
     internal static long[][] ReadTokensFile(string path)
     {
         if (!File.Exists(path)) throw new SharpLensException($"Tokens file '{path}' does not exist.");
-        long[][]? ids;
-        try { ids = JsonSerializer.Deserialize<long[][]>(File.ReadAllText(path)); }
-        catch (JsonException e)
+        long[][] ids;
+        using (var doc = JsonInput.ParseFile(path))
         {
-            throw new SharpLensException($"{path}: not a JSON array of arrays of token ids (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): {e.Message}");
+            const string expected = "expected a JSON array of arrays of token ids, e.g. [[50256, 15496, 11]]";
+            if (doc.RootElement.ValueKind != JsonValueKind.Array) throw new SharpLensException($"{path}: {expected}; got a {doc.RootElement.ValueKind}.");
+            ids = doc.RootElement.EnumerateArray().Select((seq, i) => seq.ValueKind != JsonValueKind.Array
+                ? throw new SharpLensException($"{path}: sequence {i} is a {seq.ValueKind}; {expected}.")
+                : seq.EnumerateArray().Select((t, j) => t.ValueKind == JsonValueKind.Number && t.TryGetInt64(out long id) ? id
+                    : throw new SharpLensException($"{path}: sequence {i}, position {j}: {Shorten(t.GetRawText())} is not an integer token id.")).ToArray()).ToArray();
         }
-        if (ids is null || ids.Length == 0) throw new SharpLensException($"{path}: holds no sequences; expected e.g. [[50256, 15496, 11]].");
+        if (ids.Length == 0) throw new SharpLensException($"{path}: holds no sequences; expected e.g. [[50256, 15496, 11]].");
         for (int i = 0; i < ids.Length; i++)
         {
             if (ids[i] is null || ids[i].Length == 0) throw new SharpLensException($"{path}: sequence {i} is empty.");
@@ -132,4 +136,6 @@ internal sealed class RunCommand : CliCommand
         }
         return ids;
     }
+
+    private static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "...";
 }

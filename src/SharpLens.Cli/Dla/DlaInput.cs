@@ -55,13 +55,7 @@ internal static class DlaInput
     public static List<DlaPrompt> FromFile(HookedTransformer model, string path)
     {
         if (!File.Exists(path)) throw new SharpLensException($"Prompts file '{path}' does not exist.");
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
-        catch (JsonException e)
-        {
-            throw new SharpLensException($"{path}: malformed JSON at line {e.LineNumber + 1}, column {e.BytePositionInLine + 1}: {e.Message}");
-        }
-        using (doc)
+        using (var doc = JsonInput.ParseFile(path))
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Array)
                 throw new SharpLensException($"{path}: expected a JSON array of prompts, got {doc.RootElement.ValueKind}.");

@@ -105,18 +105,14 @@ public static class Checkpoint
 
     private static Dictionary<string, string> ReadWeightMap(string indexPath)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(indexPath)); }
-        catch (JsonException e) { throw new SafetensorsFormatException($"{indexPath}: not valid JSON: {e.Message}", e); }
-        using var _ = doc;
+        using var doc = JsonInput.Parse(indexPath, JsonInput.ReadFile(indexPath),
+            (m, e) => e is null ? new SafetensorsFormatException(m) : new SafetensorsFormatException(m, e));
         if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
             throw new SafetensorsFormatException($"{indexPath}: needs a 'weight_map' object (tensor name → shard file).");
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var p in wm.EnumerateObject())
         {
             if (p.Value.ValueKind != JsonValueKind.String) throw new SafetensorsFormatException($"{indexPath}: weight_map['{p.Name}'] must be a shard file name, got {p.Value.ValueKind}.");
-            if (map.TryGetValue(p.Name, out var first) && first != p.Value.GetString())
-                throw new SafetensorsFormatException($"{indexPath}: tensor '{p.Name}' is mapped to two shards, '{first}' and '{p.Value.GetString()}'.");
             map[p.Name] = p.Value.GetString()!;
         }
         if (map.Count == 0) throw new SafetensorsFormatException($"{indexPath}: weight_map is empty.");

@@ -44,8 +44,12 @@ public static class ModelFamilies
     public static IModelFamily ForConfig(JsonObject hfConfig, string where)
     {
         var names = new List<string>();
-        if (hfConfig["architectures"] is JsonArray arr) names.AddRange(arr.Select(a => a?.GetValue<string>() ?? ""));
-        if (hfConfig["model_type"] is JsonValue mt) names.Add(mt.GetValue<string>());
+        if (hfConfig["architectures"] is JsonArray arr)
+            names.AddRange(arr.Select(a => a is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String ? v.GetValue<string>()
+                : throw new SharpLensException($"{where}: 'architectures' must be a list of strings, got {JsonInput.Describe(a)} in it.")));
+        else if (hfConfig["architectures"] is { } other)
+            throw new SharpLensException($"{where}: 'architectures' must be a list of strings, got {JsonInput.Describe(other)}.");
+        if (JsonInput.OptionalString(hfConfig, "model_type", where) is { } mt) names.Add(mt);
         foreach (var n in names)
             foreach (var f in Families)
                 if (f.Architectures.Contains(n)) return f;

@@ -32,6 +32,16 @@ public static class PytorchCheckpointReader
         if (!BitConverter.IsLittleEndian) throw new SharpLensException("Reading PyTorch checkpoints on a big-endian host is not supported.");
         if (!File.Exists(path)) throw new SharpLensException($"{path}: file not found.");
         CheckIsZip(path);
+        try { return LoadZip(path); }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
+        {
+            // A damaged archive: bad central directory, CRC mismatch, an entry shorter than its header says.
+            throw new SafetensorsFormatException($"{path}: damaged zip archive ({e.Message}); the file is truncated or corrupted.", e);
+        }
+    }
+
+    private static Dictionary<string, Tensor> LoadZip(string path)
+    {
         using var zip = ZipFile.OpenRead(path);
         var pkl = zip.Entries.FirstOrDefault(e => e.FullName.EndsWith("/data.pkl") && e.FullName.Count(c => c == '/') == 1)
             ?? throw new SafetensorsFormatException($"{path}: zip file without '<name>/data.pkl'; not a torch.save checkpoint (entries: {string.Join(", ", zip.Entries.Take(8).Select(e => e.FullName))}).");

@@ -8,10 +8,8 @@ internal static class SafetensorsHeader
     public static (List<string> Names, Dictionary<string, SafetensorsTensorInfo> Infos, Dictionary<string, string> Metadata, long UnusedBytes)
         Parse(string path, byte[] header, long dataLength)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(header); }
-        catch (JsonException e) { throw new SafetensorsFormatException($"{path}: header is not valid JSON: {e.Message}", e); }
-        using var _ = doc;
+        using var doc = JsonInput.Parse($"{path}: header", header,
+            (m, e) => e is null ? new SafetensorsFormatException(m) : new SafetensorsFormatException(m, e));
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
             throw new SafetensorsFormatException($"{path}: header must be a JSON object, got {doc.RootElement.ValueKind}.");
 
@@ -21,7 +19,6 @@ internal static class SafetensorsHeader
         foreach (var p in doc.RootElement.EnumerateObject())
         {
             if (p.Name == "__metadata__") { ReadMetadata(path, p.Value, metadata); continue; }
-            if (infos.ContainsKey(p.Name)) throw Error(path, p.Name, "appears twice in the header");
             var info = ReadEntry(path, p.Name, p.Value, dataLength);
             infos[p.Name] = info;
             names.Add(p.Name);

@@ -47,7 +47,7 @@ internal sealed class Unpickler(byte[] data, string what, Func<string, string, o
                 case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(Bytes(2))); break; // BININT2
                 case 0x8a: Push(Long(U8())); break; // LONG1
                 case 0x8b: Push(Long(Len(BinaryPrimitives.ReadInt32LittleEndian(Bytes(4))))); break; // LONG4
-                case (byte)'I': Push(TextInt(Line())); break; // INT (protocol 0)
+                case (byte)'I': Push(TextInt(Line(), at)); break; // INT (protocol 0)
                 case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(Bytes(8))); break; // BINFLOAT
                 case (byte)'X': Push(Utf8(Len(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))))); break; // BINUNICODE
                 case 0x8c: Push(Utf8(U8())); break; // SHORT_BINUNICODE
@@ -78,13 +78,13 @@ internal sealed class Unpickler(byte[] data, string what, Func<string, string, o
                 case (byte)'q': _memo[U8()] = Peek(); break; // BINPUT
                 case (byte)'r': _memo[BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4))] = Peek(); break; // LONG_BINPUT
                 case 0x94: _memo[_memo.Count] = Peek(); break; // MEMOIZE
-                case (byte)'p': _memo[long.Parse(Line())] = Peek(); break; // PUT
+                case (byte)'p': _memo[TextLong(Line(), at)] = Peek(); break; // PUT
                 case (byte)'h': Push(Memo(U8(), at)); break; // BINGET
                 case (byte)'j': Push(Memo(BinaryPrimitives.ReadUInt32LittleEndian(Bytes(4)), at)); break; // LONG_BINGET
-                case (byte)'g': Push(Memo(long.Parse(Line()), at)); break; // GET
+                case (byte)'g': Push(Memo(TextLong(Line(), at), at)); break; // GET
                 case (byte)'Q': Push(persistentLoad(Pop())); break; // BINPERSID
                 case (byte)'P': Push(persistentLoad(Line())); break; // PERSID
-                default: throw Error(at, $"unsupported pickle opcode 0x{op:x2} ('{(char)op}')");
+                default: throw Error(at, $"unsupported pickle opcode 0x{op:x2}" + (op is >= 0x20 and < 0x7f ? $" ('{(char)op}')" : ""));
             }
         }
     }
@@ -119,7 +119,11 @@ internal sealed class Unpickler(byte[] data, string what, Func<string, string, o
         return v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
     }
 
-    private static object TextInt(string s) => s switch { "00" => false, "01" => true, _ => long.Parse(s) };
+    private object TextInt(string s, int at) => s switch { "00" => false, "01" => true, _ => TextLong(s, at) };
+
+    private long TextLong(string s, int at) =>
+        long.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v
+        : throw Error(at, $"expected a decimal integer on a text line, got {s.Length} characters that are not one");
 
     private void Push(object? x) => _stack.Add(x);
 

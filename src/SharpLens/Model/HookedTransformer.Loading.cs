@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpLens.Loading;
 using static TorchSharp.torch;
@@ -32,18 +31,20 @@ public sealed partial class HookedTransformer
         if (!File.Exists(configPath))
             throw new SharpLensException($"Model folder '{folder}' has no config.json (found: {Listing(folder)}). " +
                 "A model folder needs config.json plus model.safetensors, model.safetensors.index.json or pytorch_model.bin.");
-        JsonObject hf;
-        try
-        {
-            hf = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject()
-                ?? throw new SharpLensException($"{configPath} is empty.");
-        }
-        catch (JsonException e)
-        {
-            throw new SharpLensException($"{configPath} is not valid JSON: {e.Message}", e);
-        }
+        var hf = JsonInput.ParseFileNode(configPath) as JsonObject
+            ?? throw new SharpLensException($"{configPath}: must hold a JSON object of model settings.");
         var family = ModelFamilies.ForConfig(hf, configPath);
-        var cfg = family.CreateConfig(hf, modelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
+        HookedTransformerConfig cfg;
+        try { cfg = family.CreateConfig(hf, modelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))); }
+        catch (SharpLensException e) when (!e.Message.Contains(configPath, StringComparison.Ordinal))
+        {
+            throw new SharpLensException($"{configPath}: {e.Message}", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or ArgumentException or KeyNotFoundException)
+        {
+            // A family reading a field with the wrong JSON type (e.g. GetValue<int> on a string): still the file's fault.
+            throw new SharpLensException($"{configPath}: a setting has the wrong type or value ({e.Message}).", e);
+        }
         options = family.AdjustProcessing(options, cfg);
 
         HookedTransformer model;

@@ -21,16 +21,21 @@ public sealed class BpeTokenizerFile : ITokenizer
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     private const string EndOfText = "<|endoftext|>";
+    private const int MaxTokenId = (1 << 24) - 1;
 
     private readonly BpeTokenizer _bpe;
     private readonly string?[] _tokenText;   // id → vocabulary string; null for ids nobody uses
     private readonly string?[] _strTokens;   // id → decoded string token, filled on first use
 
-    private BpeTokenizerFile(string name, Dictionary<string, int> vocab, List<string> merges,
+    // source: the file(s) read, for error messages.
+    private BpeTokenizerFile(string name, string source, Dictionary<string, int> vocab, List<string> merges,
         Dictionary<string, int> added, string pattern, bool nfc, TokenizerConfigFiles names, bool prependsBos)
     {
         Name = name;
         foreach (var (text, id) in added) vocab.TryAdd(text, id);
+        // Ids index arrays of the vocabulary size: a damaged id of 2e9 must not become a 16 GB allocation.
+        if (vocab.Count > 0 && vocab.Values.Concat(added.Values).Max() is var maxId && maxId > MaxTokenId)
+            throw new SharpLensException($"{source}: token id {maxId} is too large (ids must be below {MaxTokenId + 1}); the file is damaged.");
         VocabSize = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
         _tokenText = new string?[VocabSize];
         foreach (var (text, id) in vocab)
@@ -40,7 +45,7 @@ public sealed class BpeTokenizerFile : ITokenizer
 
         Regex regex;
         try { regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant); }
-        catch (ArgumentException e) { throw new SharpLensException($"{name}: pre-tokenizer regex '{pattern}' is not valid in .NET: {e.Message}", e); }
+        catch (ArgumentException e) { throw new SharpLensException($"{source}: pre-tokenizer regex '{pattern}' is not valid in .NET: {e.Message}", e); }
         // Added tokens are matched in the raw text before the regex, as Hugging Face does.
         // Longest first, so that of NeoX's whitespace-run tokens the longest that fits is taken.
         var special = added.Count == 0 ? null : added.OrderByDescending(kv => kv.Key.Length).ToDictionary(StringComparer.Ordinal);
@@ -57,7 +62,7 @@ public sealed class BpeTokenizerFile : ITokenizer
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
         {
-            throw new SharpLensException($"{name}: the BPE vocabulary/merges are inconsistent: {e.Message}", e);
+            throw new SharpLensException($"{source}: the BPE vocabulary/merges are inconsistent: {e.Message}", e);
         }
 
         int? Id(string? token) => token is not null && vocab.TryGetValue(token, out int id) ? id : null;
@@ -146,7 +151,8 @@ public sealed class BpeTokenizerFile : ITokenizer
                 merges.Add(m.ValueKind switch
                 {
                     JsonValueKind.String => m.GetString()!,                                        // "a b" (older files)
-                    JsonValueKind.Array when m.GetArrayLength() == 2 => $"{m[0].GetString()} {m[1].GetString()}", // ["a", "b"]
+                    JsonValueKind.Array when m.GetArrayLength() == 2 && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String
+                        => $"{m[0].GetString()} {m[1].GetString()}", // ["a", "b"]
                     _ => throw new SharpLensException($"{where}: field model.merges: a merge must be \"a b\" or [\"a\", \"b\"], got {m.GetRawText()}."),
                 });
 
@@ -163,7 +169,7 @@ public sealed class BpeTokenizerFile : ITokenizer
             throw new SharpLensException($"{where}: decoder '{Str(dec, "type")}' is not supported; only ByteLevel is.");
 
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, pattern, nfc, TokenizerConfigFiles.Read(folder), PostProcessorAddsBos(root));
+        return new BpeTokenizerFile(Path.GetFileName(folder), path, vocab, merges, added, pattern, nfc, TokenizerConfigFiles.Read(folder), PostProcessorAddsBos(root));
     }
 
     /// <summary>
@@ -180,11 +186,21 @@ public sealed class BpeTokenizerFile : ITokenizer
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new SharpLensException($"{vocabPath}: must be a JSON object {{token: id}}.");
             vocab = new(StringComparer.Ordinal);
-            foreach (var p in doc.RootElement.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+            foreach (var p in doc.RootElement.EnumerateObject()) vocab[p.Name] = Id(p, vocabPath);
         }
         if (!File.Exists(mergesPath)) throw new SharpLensException($"merges file not found: {mergesPath}");
         // First line of GPT-2's merges.txt is "#version: 0.2"; blank lines carry nothing.
-        var merges = File.ReadLines(mergesPath).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
+        List<string> merges;
+        try
+        {
+            merges = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(JsonInput.ReadFile(mergesPath)).Split('\n')
+                .Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
+        }
+        catch (DecoderFallbackException e) { throw new SharpLensException($"{mergesPath}: invalid UTF-8 ({e.Message}); merges.txt must be UTF-8 text.", e); }
+        // Like Hugging Face's reader: each line is exactly two tokens separated by one space.
+        for (int i = 0; i < merges.Count; i++)
+            if (merges[i].Split(' ') is not [{ Length: > 0 }, { Length: > 0 }])
+                throw new SharpLensException($"{mergesPath}: merge {i + 1} {Shorten(TextEncoding.Quote(merges[i]))} is not two tokens separated by one space.");
 
         string folder = Path.GetDirectoryName(Path.GetFullPath(vocabPath))!;
         var names = TokenizerConfigFiles.Read(folder);
@@ -193,22 +209,28 @@ public sealed class BpeTokenizerFile : ITokenizer
         if (File.Exists(addedPath))
         {
             using var doc = Json.Read(addedPath);
-            foreach (var p in doc.RootElement.EnumerateObject()) added[p.Name] = p.Value.GetInt32();
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new SharpLensException($"{addedPath}: must be a JSON object {{token: id}}.");
+            foreach (var p in doc.RootElement.EnumerateObject()) added[p.Name] = Id(p, addedPath);
         }
         foreach (var (id, content) in names.AddedDecoder) added.TryAdd(content, id);
         // GPT2Tokenizer treats its bos/eos/unk/pad strings (default <|endoftext|>) as special tokens.
         foreach (var s in new[] { names.Bos, names.Eos, names.Pad, names.Unk, EndOfText })
             if (s is not null && vocab.TryGetValue(s, out int sid)) added.TryAdd(s, sid);
         bool qwen2 = names.TokenizerClass is "Qwen2Tokenizer" or "Qwen2TokenizerFast";
-        return new BpeTokenizerFile(Path.GetFileName(folder), vocab, merges, added, qwen2 ? Qwen2Pattern : Gpt2Pattern, nfc: qwen2, names, prependsBos: false);
+        return new BpeTokenizerFile(Path.GetFileName(folder), $"{vocabPath} + {mergesPath}", vocab, merges, added, qwen2 ? Qwen2Pattern : Gpt2Pattern, nfc: qwen2, names, prependsBos: false);
     }
+
+    private static int Id(JsonProperty p, string path) =>
+        p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetInt32(out int id) && id >= 0 ? id
+        : throw new SharpLensException($"{path}: the id of {Shorten(p.Name)} must be a non-negative integer, got {Shorten(p.Value.GetRawText())}.");
 
     private static bool ReadNormalizer(JsonElement root, string where)
     {
         if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind == JsonValueKind.Null) return false;
         string? type = Str(n, "type");
         if (type == "NFC") return true;
-        if (type == "Sequence" && n.TryGetProperty("normalizers", out var list) && list.GetArrayLength() == 0) return false;
+        if (type == "Sequence" && n.TryGetProperty("normalizers", out var list) && list.ValueKind == JsonValueKind.Array && list.GetArrayLength() == 0) return false;
         throw new SharpLensException($"{where}: normalizer {n.GetRawText()} is not supported; only none or NFC.");
     }
 
@@ -223,7 +245,7 @@ public sealed class BpeTokenizerFile : ITokenizer
             if (Bool(pre, "add_prefix_space") || !Bool(pre, "use_regex", true)) throw new SharpLensException(unsupported);
             return Gpt2Pattern;
         }
-        if (Str(pre, "type") == "Sequence" && pre.TryGetProperty("pretokenizers", out var list) && list.GetArrayLength() == 2)
+        if (Str(pre, "type") == "Sequence" && pre.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array && list.GetArrayLength() == 2)
         {
             var split = list[0];
             var bl = list[1];

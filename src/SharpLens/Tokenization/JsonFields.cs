@@ -8,8 +8,7 @@ internal static class Json
     public static JsonDocument Read(string path)
     {
         if (!File.Exists(path)) throw new SharpLensException($"tokenizer file not found: {path}");
-        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
-        catch (JsonException e) { throw new SharpLensException($"{path} is not valid JSON: {e.Message}", e); }
+        return JsonInput.ParseFile(path);
     }
 
     public static string? Str(JsonElement e, string key) =>

@@ -151,7 +151,7 @@ public sealed class IoiCommandTests
             [
                 ("[]", "prompt list is empty"),
                 ("[{\"prompt\": \"x\", \"correct\": \" Mary Ann\", \"incorrect\": \" John\"}]", "entry 0: the correct answer must be a single token"),
-                ("[{\"prompt\": \"x\",\n \"correct\": }]", "malformed JSON at line 2"),
+                ("[{\"prompt\": \"x\",\n \"correct\": }]", "not valid JSON at line 2"),
                 ("[{\"tokens\": [1, 2, 99999], \"correct_id\": 1, \"incorrect_id\": 2}]", "token id 99999 is outside the vocabulary"),
             ];
             foreach (var (content, expected) in cases)

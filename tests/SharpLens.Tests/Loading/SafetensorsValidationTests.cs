@@ -48,9 +48,30 @@ public sealed class SafetensorsValidationTests : IDisposable
     public void InvalidJson()
     {
         var e = Fails(WriteFile("{\"a\": {\"dtype\": \"F32\",", 0));
-        Assert.Contains("header is not valid JSON: ", e.Message);
+        Assert.Contains("header: not valid JSON at line 1", e.Message);
         Assert.IsAssignableFrom<System.Text.Json.JsonException>(e.InnerException);
         Assert.Contains(e.InnerException!.Message, e.Message); // the parser's own words are passed on
+    }
+
+    [Fact]
+    public void InvalidUtf8InHeaderNamesTheFile()
+    {
+        // A valid file with one byte of a tensor name flipped to 0xFF: it once escaped as InvalidOperationException.
+        var h = Encoding.UTF8.GetBytes("{\"weight\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}");
+        h[3] = 0xFF;
+        var p = WriteRaw([.. BitConverter.GetBytes((ulong)h.Length), .. h, .. new byte[4]]);
+        var e = Fails(p); // a SafetensorsFormatException (a SharpLensException) whose message starts with the path
+        Assert.Contains("header: invalid UTF-8 at byte 3 (line 1)", e.Message);
+        Assert.IsAssignableFrom<SharpLensException>(e);
+    }
+
+    [Fact]
+    public void DuplicateTensorNameInHeader()
+    {
+        const string entry = "{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}";
+        var e = Fails(WriteFile($"{{\"a\": {entry}, \"a\": {entry}}}", 4));
+        Assert.Contains("header: not valid JSON", e.Message);
+        Assert.Contains("'a'", e.Message);
     }
 
     [Fact]

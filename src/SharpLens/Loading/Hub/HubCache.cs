@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
@@ -27,7 +27,11 @@ public static partial class HubCache
         string refFile = Path.Combine(RepoFolder(cacheDir, repoId), "refs", HubNames.ValidRevision(revision));
         if (File.Exists(refFile))
         {
-            string commit = File.ReadAllText(refFile).Trim(); // Python writes no newline; tolerate one written by hand
+            string commit = Encoding.UTF8.GetString(JsonInput.ReadFile(refFile)).Trim(); // Python writes no newline; tolerate one written by hand
+            // The ref becomes a folder name under snapshots/: anything but a commit hash is damage (or a path escape).
+            if (commit.Length > 0 && !IsCommitHash(commit))
+                throw new SharpLensException($"{refFile}: holds {Quote(commit)}, not a 40-character commit hash; the Hub cache entry is damaged. " +
+                    "Delete that file (it is re-created on the next download).");
             if (commit.Length > 0) return commit;
         }
         return IsCommitHash(revision) ? revision : null;
@@ -113,6 +117,8 @@ public static partial class HubCache
     internal static string LockPath(string cacheDir, string repoId, string etag) =>
         Path.Combine(cacheDir, ".locks", RepoFolderName(repoId), etag + ".lock");
 
+    private static string Quote(string s) => s.Length <= 60 && s.All(c => !char.IsControl(c)) ? $"'{s}'" : $"{s.Length} characters that are not a hash";
+
     [GeneratedRegex("^[0-9a-f]{40}$")]
     private static partial Regex CommitRegex();
 }
@@ -128,19 +134,16 @@ internal static class ModelFiles
     /// <summary>The shard files a <c>model.safetensors.index.json</c> names in its <c>weight_map</c>, in first-use order.</summary>
     public static IReadOnlyList<string> Shards(string indexPath)
     {
-        try
+        var map = (JsonInput.ParseFileNode(indexPath) as JsonObject)?["weight_map"] as JsonObject
+            ?? throw new SharpLensException($"{indexPath} has no \"weight_map\" object.");
+        var shards = map.Select(kv => JsonInput.OptionalString(map, kv.Key, $"{indexPath}: weight_map")
+            ?? throw new SharpLensException($"{indexPath}: weight '{kv.Key}' maps to null.")).Distinct().ToList();
+        foreach (var s in shards)
         {
-            var map = JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as JsonObject
-                ?? throw new SharpLensException($"{indexPath} has no \"weight_map\" object.");
-            var shards = map.Select(kv => kv.Value?.GetValue<string>()
-                ?? throw new SharpLensException($"{indexPath}: weight '{kv.Key}' maps to null.")).Distinct().ToList();
-            foreach (var s in shards) HubNames.ValidFilename(s);
-            return shards;
+            try { HubNames.ValidFilename(s); }
+            catch (SharpLensException e) { throw new SharpLensException($"{indexPath}: {e.Message}", e); }
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            throw new SharpLensException($"{indexPath} is not a valid safetensors index: {e.Message}", e);
-        }
+        return shards;
     }
 }
 
