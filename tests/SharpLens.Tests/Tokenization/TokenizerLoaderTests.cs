@@ -42,7 +42,7 @@ public sealed class TokenizerLoaderTests : IDisposable
     [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [3]}}""", "field model.merges: a merge must be")]
     [InlineData("""{"added_tokens": [{"content": "x"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}""", "field added_tokens: an entry has no non-negative integer \"id\"")]
     [InlineData("""{"model": 3}""", "field \"model\" is missing or not an object")]
-    [InlineData("""{"model": {"type": "BPE", """, "is not valid JSON")]
+    [InlineData("""{"model": {"type": "BPE", """, "tokenizer.json: not valid JSON")]
     public void CorruptTokenizerJsonNamesTheField(string json, string expected)
     {
         string path = Path.Combine(_temp, "tokenizer.json");
