@@ -30,8 +30,8 @@ internal abstract class TransformerBlock(HookedTransformerConfig cfg, BlockParts
     public static TransformerBlock Create(HookedTransformerConfig cfg, BlockParts parts, BlockHooks hooks)
     {
         if (cfg.ParallelAttnMlp) return new ParallelBlock(cfg, parts, hooks);
-        if (cfg.UseNormalizationBeforeAndAfter || cfg.UsePostNormBlock)
-            throw new SharpLensException("Sandwich-norm and post-norm block layouts are not implemented yet.");
+        if (cfg.UseNormalizationBeforeAndAfter) return new SandwichBlock(cfg, parts, hooks);
+        if (cfg.UsePostNormBlock) return new PostNormBlock(cfg, parts, hooks);
         return new SequentialBlock(cfg, parts, hooks);
     }
 
