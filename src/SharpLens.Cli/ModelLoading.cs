@@ -24,6 +24,7 @@ internal static class ModelLoading
         var model = HookedTransformer.FromFolder(folder, process ? ProcessingOptions.Default : ProcessingOptions.None, name);
         stderr.WriteLine($"[sharplens] loaded {model.Config.ModelName} ({model.Config.NLayers} layers, d_model {model.Config.DModel}, " +
             $"{model.Config.NHeads} heads) in {sw.Elapsed.TotalSeconds:F2} s");
+        foreach (var w in model.LoadWarnings) stderr.WriteLine($"[sharplens] warning: {w}");
         return (model, folder);
     }
 }

@@ -21,12 +21,6 @@ public interface IModelFamily
 
     /// <summary>Checkpoint entries the conversion never uses (buffers such as causal masks), so loading can skip them.</summary>
     bool IsUnused(string checkpointName) => false;
-
-    /// <summary>
-    /// The processing this family supports, given what the caller asked for (TransformerLens turns some steps off for
-    /// some families, e.g. fold_ln for OLMo-2). The default keeps the request.
-    /// </summary>
-    ProcessingOptions AdjustProcessing(ProcessingOptions requested, HookedTransformerConfig config) => requested;
 }
 
 /// <summary>Registry of supported model families, looked up by a config.json's architecture.</summary>

@@ -19,6 +19,37 @@ public sealed record ProcessingOptions
     public static ProcessingOptions Default { get; } = new();
     /// <summary>No processing (<c>from_pretrained_no_processing</c>).</summary>
     public static ProcessingOptions None { get; } = new() { FoldLayerNorm = false, CenterWritingWeights = false, CenterUnembed = false, FoldValueBiases = false };
+
+    /// <summary>
+    /// These options minus the steps that would change what an architecture computes, as TransformerLens's
+    /// <c>from_pretrained</c> drops them, with one message per dropped step: no <c>fold_ln</c> or
+    /// <c>center_writing_weights</c> in post-norm blocks (OLMo-2), no <c>center_unembed</c> with a final logit soft cap
+    /// (Gemma 2).
+    /// </summary>
+    public (ProcessingOptions Options, IReadOnlyList<string> Warnings) For(HookedTransformerConfig cfg)
+    {
+        var options = this;
+        var warnings = new List<string>();
+        if (cfg.UsePostNormBlock && FoldLayerNorm)
+        {
+            warnings.Add("fold_ln skipped: this model's blocks are post-norm (OLMo-2): each norm follows the attention or MLP " +
+                "output instead of feeding a linear layer, so there is nothing to fold its weight into.");
+            options = options with { FoldLayerNorm = false };
+        }
+        if (cfg.UsePostNormBlock && CenterWritingWeights)
+        {
+            warnings.Add("center_writing_weights skipped: in post-norm blocks (OLMo-2) the residual receives the normalised " +
+                "attention and MLP outputs, so centring the weights that write them would change the model.");
+            options = options with { CenterWritingWeights = false };
+        }
+        if (cfg.OutputLogitsSoftCap is { } cap && CenterUnembed)
+        {
+            warnings.Add($"center_unembed skipped: logits are soft-capped (cap·tanh(logit/cap), cap {cap.ToString(System.Globalization.CultureInfo.InvariantCulture)}), " +
+                "which does not commute with shifting every logit by the same amount.");
+            options = options with { CenterUnembed = false };
+        }
+        return (options, warnings);
+    }
 }
 
 /// <summary>

@@ -45,7 +45,7 @@ public sealed partial class HookedTransformer
             // A family reading a field with the wrong JSON type (e.g. GetValue<int> on a string): still the file's fault.
             throw new SharpLensException($"{configPath}: a setting has the wrong type or value ({e.Message}).", e);
         }
-        options = family.AdjustProcessing(options, cfg);
+        (options, var warnings) = options.For(cfg);
 
         HookedTransformer model;
         using (var scope = NewDisposeScope())
@@ -64,6 +64,7 @@ public sealed partial class HookedTransformer
             model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
         }
         NativeMemory.Trim(); // hand the processing temporaries back to the OS
+        model.LoadWarnings = warnings;
         // GPT-2-vocabulary models use the built-in (fast, offline) GPT-2 BPE; others the files shipped with the checkpoint.
         // Other families: whatever tokenizer files the folder has (tokenizer.json, tokenizer.model, vocab.json + merges.txt).
         try
@@ -80,6 +81,12 @@ public sealed partial class HookedTransformer
         }
         return model;
     }
+
+    /// <summary>
+    /// Processing steps that loading skipped because they would change what this architecture computes (TransformerLens
+    /// warns about the same ones): e.g. <c>center_unembed</c> with soft-capped logits. Empty when every requested step ran.
+    /// </summary>
+    public IReadOnlyList<string> LoadWarnings { get; private set; } = [];
 
     private static string Listing(string folder)
     {
