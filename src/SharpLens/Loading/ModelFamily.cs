@@ -26,7 +26,8 @@ public interface IModelFamily
 /// <summary>Registry of supported model families, looked up by a config.json's architecture.</summary>
 public static class ModelFamilies
 {
-    private static readonly List<IModelFamily> Families = [new Gpt2Family(), new LlamaFamily()];
+    private static readonly List<IModelFamily> Families =
+        [new Gpt2Family(), new LlamaFamily(), new GemmaFamily(), new Phi3Family(), new Olmo2Family()];
 
     /// <summary>Every registered family.</summary>
     public static IReadOnlyList<IModelFamily> All => Families;
