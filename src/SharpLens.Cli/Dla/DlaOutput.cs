@@ -41,6 +41,10 @@ internal static class DlaOutput
             $"{r.IdentityError.ToString("E3", CultureInfo.InvariantCulture)}\n"));
         console.Write(new Text($"Same check with the unembedding-bias term ({r.BiasTerm.ToString("E3", CultureInfo.InvariantCulture)}) added: " +
             $"{r.IdentityErrorWithBias.ToString("E3", CultureInfo.InvariantCulture)}\n"));
+        if (r.LogitSoftCap is not null)
+            console.Write(new Text($"Same check against the uncapped logits (unembed.hook_out, average {r.UncappedAvgLogitDiff.ToString("F4", CultureInfo.InvariantCulture)}): " +
+                $"{r.IdentityErrorWithBiasUncapped.ToString("E3", CultureInfo.InvariantCulture)}\n"));
+        foreach (var note in r.Notes) console.Write(new Text($"Note: {note}\n", BoldStyle));
 
         var layers = new Table().Title("Logit difference from the accumulated residual stream").AddColumns("component", "logit diff");
         for (int i = 0; i < r.AccumulatedLabels.Count; i++) layers.AddRow(r.AccumulatedLabels[i], F3(r.AccumulatedLogitDiffs[i]));
@@ -82,6 +86,12 @@ internal static class DlaOutput
             ["avg_logit_diff"] = r.AvgLogitDiff,
             ["dla_identity_error"] = r.IdentityError,
             ["dla_identity_error_with_bias"] = r.IdentityErrorWithBias,
+            ["logit_soft_cap"] = r.LogitSoftCap,
+            ["uncapped_avg_logit_diff"] = r.UncappedAvgLogitDiff,
+            ["dla_identity_error_with_bias_uncapped"] = r.IdentityErrorWithBiasUncapped,
+            ["decomposition_sum_error"] = r.DecompositionSumError,
+            ["head_sum_error"] = r.HeadSumError,
+            ["notes"] = new JsonArray(r.Notes.Select(n => (JsonNode)n).ToArray()),
             ["accumulated_resid"] = new JsonObject
             {
                 ["labels"] = new JsonArray(r.AccumulatedLabels.Select(l => (JsonNode)l).ToArray()),

@@ -24,7 +24,10 @@ internal static class DlaReport
         report.AddParagraph($"Average logit difference: {r.AvgLogitDiff.ToString("F4", CultureInfo.InvariantCulture)}. " +
             $"Seed check (scaled final residual projected on the logit-difference directions − average logit difference): " +
             $"{r.IdentityError.ToString("E3", CultureInfo.InvariantCulture)}; with the unembedding-bias term: " +
-            $"{r.IdentityErrorWithBias.ToString("E3", CultureInfo.InvariantCulture)}.");
+            $"{r.IdentityErrorWithBias.ToString("E3", CultureInfo.InvariantCulture)}." +
+            (r.LogitSoftCap is null ? "" : $" Against the uncapped logits (average {r.UncappedAvgLogitDiff.ToString("F4", CultureInfo.InvariantCulture)}): " +
+                $"{r.IdentityErrorWithBiasUncapped.ToString("E3", CultureInfo.InvariantCulture)}."));
+        foreach (var note in r.Notes) report.AddParagraph("Note: " + note);
 
         report.AddHeading("Where the answer forms");
         report.AddFigure(Plots.Line("Logit difference from the accumulated residual stream", r.AccumulatedLabels,

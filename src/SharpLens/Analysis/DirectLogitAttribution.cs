@@ -49,6 +49,21 @@ public sealed record DlaResult
     public required IReadOnlyList<HeadPattern> TopHeadPatterns { get; init; }
     /// <summary>Index of the prompt whose attention patterns are shown.</summary>
     public required int PatternPrompt { get; init; }
+    /// <summary>The model's final-logit soft cap (<c>output_logits_soft_cap</c>), or null when logits are not capped.</summary>
+    public double? LogitSoftCap { get; init; }
+    /// <summary>
+    /// Mean logit difference of the uncapped logits (<c>unembed.hook_out</c>); equals <see cref="AvgLogitDiff"/> without
+    /// a soft cap. Every attribution here is linear in these, not in the capped logits.
+    /// </summary>
+    public float UncappedAvgLogitDiff { get; init; }
+    /// <summary>The seed check with the bias term against the uncapped logit difference (exact up to float rounding, cap or not).</summary>
+    public double IdentityErrorWithBiasUncapped { get; init; }
+    /// <summary>Max |Σ decomposed components − final residual| at the prompts' final positions (0 up to rounding for pre-norm blocks).</summary>
+    public double DecompositionSumError { get; init; }
+    /// <summary>Max over layers of |Σ head results − (attn_out − b_O)| at the final positions (0 up to rounding without post-attention norms).</summary>
+    public double HeadSumError { get; init; }
+    /// <summary>Statements about what does not add up for this architecture (soft cap, post-norm, sandwich norms); empty when everything sums.</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
 }
 
 /// <summary>
@@ -118,6 +133,19 @@ public static class DirectLogitAttribution
 
             double og = avg.item<float>();
             double proj = projected.item<float>();
+            double uncapped = LogitDiff.PerPrompt(cache["unembed.hook_out"], answerTokens, finalPos).mean().item<float>();
+
+            progress?.Report("checking which decompositions sum");
+            var cfg = model.Config;
+            var finalResidAtEnd = LogitDiff.FinalPosition(finalResid.unsqueeze(0), finalPos)[0];                 // [b, d]
+            double scaleOfResid = Math.Max(1.0, finalResidAtEnd.abs().max().item<float>());
+            double decError = (LogitDiff.FinalPosition(decStack, finalPos).sum(0) - finalResidAtEnd).abs().max().item<float>();
+            var headsAtEnd = LogitDiff.FinalPosition(headStack, finalPos)
+                .reshape(cfg.NLayers, cfg.NHeads, batch, cfg.DModel).sum(1);                                     // [L, b, d]
+            var attnOuts = stack(Enumerable.Range(0, cfg.NLayers)
+                .Select(l => LogitDiff.FinalPosition(cache[$"blocks.{l}.hook_attn_out"].unsqueeze(0), finalPos)[0] - model.b_O[l]).ToArray());
+            double headError = (headsAtEnd - attnOuts).abs().max().item<float>();
+            var notes = Notes(cfg, og, uncapped, proj + biasTerm.item<float>() - uncapped, decError, headError, 1e-3 * scaleOfResid);
             return new DlaResult
             {
                 LogitDiffs = perPrompt.data<float>().ToArray(),
@@ -133,6 +161,12 @@ public static class DirectLogitAttribution
                 TopHeads = top,
                 TopHeadPatterns = patterns,
                 PatternPrompt = patternPrompt,
+                LogitSoftCap = cfg.OutputLogitsSoftCap,
+                UncappedAvgLogitDiff = (float)uncapped,
+                IdentityErrorWithBiasUncapped = proj + biasTerm.item<float>() - uncapped,
+                DecompositionSumError = decError,
+                HeadSumError = headError,
+                Notes = notes,
             };
         }
     }
@@ -143,4 +177,27 @@ public static class DirectLogitAttribution
             .SelectMany(l => Enumerable.Range(0, headLogitDiffs.GetLength(1)).Select(h => new HeadScore(l, h, headLogitDiffs[l, h])))
             .OrderByDescending(s => Math.Abs(s.LogitDiff)).ThenBy(s => s.Layer).ThenBy(s => s.Head)
             .Take(Math.Max(0, topK)).ToList();
+
+    /// <summary>What a reader must know before taking the identity or the decompositions at face value.</summary>
+    private static List<string> Notes(HookedTransformerConfig cfg, double capped, double uncapped, double uncappedIdentityError,
+        double decError, double headError, double tolerance)
+    {
+        var notes = new List<string>();
+        string F(double v) => v.ToString("G4", System.Globalization.CultureInfo.InvariantCulture);
+        if (cfg.OutputLogitsSoftCap is { } cap)
+            notes.Add($"Logits are soft-capped (cap·tanh(logit/cap), cap {F(cap)}): the average logit difference is {F(capped)} capped " +
+                $"and {F(uncapped)} uncapped. Every attribution is linear in the uncapped logits, so the seed identity holds for the " +
+                $"uncapped value (error {F(uncappedIdentityError)} with the bias term), not for the capped one.");
+        if (decError > tolerance)
+            notes.Add(cfg.UsePostNormBlock
+                ? $"Post-norm blocks: hook_attn_out / hook_mlp_out are taken before ln1 / ln2, so the decomposed components do not sum " +
+                  $"to the final residual (they miss it by up to {F(decError)}); their attributions are not a decomposition of the logit difference."
+                : $"The decomposed components do not sum to the final residual (they miss it by up to {F(decError)}).");
+        if (headError > tolerance)
+            notes.Add(cfg.UseNormalizationBeforeAndAfter
+                ? $"Sandwich norms: per-head results are taken before ln1_post, so a layer's heads do not sum to its attn_out " +
+                  $"(up to {F(headError)} apart); head attributions rank heads but do not add up to the layer's attribution."
+                : $"Per-head results do not sum to attn_out − b_O (up to {F(headError)} apart).");
+        return notes;
+    }
 }
