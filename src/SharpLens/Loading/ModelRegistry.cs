@@ -33,6 +33,21 @@ public static class ModelRegistry
         Gpt2("gpt2-xl", "openai-community/gpt2-xl", "1.5B", layers: 48, dModel: 1600),
         Gpt2("distilgpt2", "distilbert/distilgpt2", "82M", layers: 6, dModel: 768),
         .. LlamaFamily.RegistryRows,
+        // Gemma (gated), Phi-3, OLMo-2: totals are the checkpoints' parameter counts; n_params as TransformerLens counts it.
+        new("gemma-2b", "google/gemma-2b", [], "2.5B", 2_506_172_416, 2_113_929_216) { Gated = true },
+        new("gemma-7b", "google/gemma-7b", [], "8.5B", 8_537_680_896, 7_751_073_792) { Gated = true },
+        new("gemma-2-2b", "google/gemma-2-2b", [], "2.6B", 2_614_341_888, 2_146_959_360) { Gated = true },
+        new("gemma-2-2b-it", "google/gemma-2-2b-it", [], "2.6B", 2_614_341_888, 2_146_959_360) { Gated = true },
+        new("gemma-2-9b", "google/gemma-2-9b", [], "9.2B", 9_241_705_984, 8_940_158_976) { Gated = true },
+        new("gemma-2-9b-it", "google/gemma-2-9b-it", [], "9.2B", 9_241_705_984, 8_940_158_976) { Gated = true },
+        new("gemma-2-27b", "google/gemma-2-27b", [], "27.2B", 27_227_128_320, 26_914_848_768) { Gated = true },
+        new("gemma-2-27b-it", "google/gemma-2-27b-it", [], "27.2B", 27_227_128_320, 26_914_848_768) { Gated = true },
+        new("gemma-3-270m", "google/gemma-3-270m", [], "270M", 268_098_176, 117_964_800) { Gated = true },
+        new("gemma-3-1b-pt", "google/gemma-3-1b-pt", [], "1.0B", 999_885_952, 743_768_064) { Gated = true },
+        new("gemma-3-1b-it", "google/gemma-3-1b-it", [], "1.0B", 999_885_952, 743_768_064) { Gated = true },
+        new("Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-4k-instruct", ["phi-3"], "3.8B", 3_821_079_552, 3_623_878_656),
+        new("OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B", ["olmo-2-1b"], "1.5B", 1_484_916_736, 1_073_741_824),
+        new("OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B", ["olmo-2-7b"], "7.3B", 7_298_617_344, 6_476_005_376),
     ];
 
     /// <summary>Every registered model, in registration order.</summary>
