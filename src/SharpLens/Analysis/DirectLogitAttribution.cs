@@ -139,7 +139,7 @@ public static class DirectLogitAttribution
             var cfg = model.Config;
             var finalResidAtEnd = LogitDiff.FinalPosition(finalResid.unsqueeze(0), finalPos)[0];                 // [b, d]
             double scaleOfResid = Math.Max(1.0, finalResidAtEnd.abs().max().item<float>());
-            double decError = (LogitDiff.FinalPosition(decStack, finalPos).sum(0) - finalResidAtEnd).abs().max().item<float>();
+            double decError = (LogitDiff.FinalPosition(decStack, finalPos).sum(dim: 0) - finalResidAtEnd).abs().max().item<float>();
             var headsAtEnd = LogitDiff.FinalPosition(headStack, finalPos)
                 .reshape(cfg.NLayers, cfg.NHeads, batch, cfg.DModel).sum(1);                                     // [L, b, d]
             var attnOuts = stack(Enumerable.Range(0, cfg.NLayers)
@@ -188,6 +188,12 @@ public static class DirectLogitAttribution
             notes.Add($"Logits are soft-capped (cap·tanh(logit/cap), cap {F(cap)}): the average logit difference is {F(capped)} capped " +
                 $"and {F(uncapped)} uncapped. Every attribution is linear in the uncapped logits, so the seed identity holds for the " +
                 $"uncapped value (error {F(uncappedIdentityError)} with the bias term), not for the capped one.");
+        if (Math.Abs(uncappedIdentityError) > 1e-3 * Math.Max(1, Math.Abs(uncapped)))
+            notes.Add(cfg.NormalizationType is "LN" or "RMS"
+                ? $"The final norm's weight is not folded into W_U (fold_ln was not applied{(cfg.UsePostNormBlock ? ": post-norm blocks" : "")}), " +
+                  $"so the scaled residual projected on the W_U answer directions misses it: the seed identity is off by {F(uncappedIdentityError)}. " +
+                  "Attributions below are projections without that weight."
+                : $"The seed identity is off by {F(uncappedIdentityError)} (with the bias term, uncapped logits).");
         if (decError > tolerance)
             notes.Add(cfg.UsePostNormBlock
                 ? $"Post-norm blocks: hook_attn_out / hook_mlp_out are taken before ln1 / ln2, so the decomposed components do not sum " +

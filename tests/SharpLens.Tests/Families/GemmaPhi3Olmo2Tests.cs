@@ -1,7 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpLens.Analysis;
 using SharpLens.Loading;
-using SharpLens.Loading.Families;
 using SharpLens.Loading.Hub;
 using SharpLens.Model;
 using SharpLens.Tests.Hub;
@@ -173,16 +172,22 @@ public sealed class GemmaPhi3Olmo2Tests
         using var model = HookedTransformer.FromFolder(Fixture(set), ProcessingOptions.Default);
         using var f = SafetensorsFile.Open(Path.Combine(Fixture(set), "expected", "inputs.safetensors"));
         var r = DirectLogitAttribution.Run(model, f.Read("tokens"), f.Read("answer_tokens"), topK: 3);
-        // The identity is exact for the uncapped logits, whatever the architecture.
-        Assert.True(Math.Abs(r.IdentityErrorWithBiasUncapped) < 1e-4, $"uncapped identity error {r.IdentityErrorWithBiasUncapped}");
+        // The identity is exact for the uncapped logits once the final norm is folded; OLMo-2's cannot be (post-norm),
+        // and the output says so (0.1315 is TransformerLens's own value, manifest sanity_checks).
+        if (postNorm)
+        {
+            Assert.Equal(0.13153, r.IdentityErrorWithBiasUncapped, 3);
+            Assert.Contains(r.Notes, n => n.StartsWith("The final norm's weight is not folded", StringComparison.Ordinal));
+        }
+        else Assert.True(Math.Abs(r.IdentityErrorWithBiasUncapped) < 1e-4, $"uncapped identity error {r.IdentityErrorWithBiasUncapped}");
         Assert.Equal(softCap, r.LogitSoftCap is not null);
         Assert.Equal(softCap, r.Notes.Any(n => n.Contains("soft-capped")));
         if (softCap) Assert.True(Math.Abs(r.UncappedAvgLogitDiff - r.AvgLogitDiff) > 1e-3, "capping should change the logit difference");
         else Assert.Equal(r.AvgLogitDiff, r.UncappedAvgLogitDiff, 5);
         Assert.Equal(sandwich, r.Notes.Any(n => n.StartsWith("Sandwich norms", StringComparison.Ordinal)));
-        Assert.Equal(sandwich, r.HeadSumError > 1e-2);
+        Assert.True(sandwich == r.HeadSumError > 1e-2, $"head sum error {r.HeadSumError}");
         Assert.Equal(postNorm, r.Notes.Any(n => n.StartsWith("Post-norm blocks", StringComparison.Ordinal)));
-        Assert.Equal(postNorm, r.DecompositionSumError > 1e-2);
+        Assert.True(postNorm == r.DecompositionSumError > 1e-2, $"decomposition sum error {r.DecompositionSumError}");
         if (!softCap && !sandwich && !postNorm) Assert.Empty(r.Notes);
     }
 
