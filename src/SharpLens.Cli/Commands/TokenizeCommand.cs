@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpLens.Loading;
 using SharpLens.Tokenization;
 using Spectre.Console;
 
@@ -11,25 +13,39 @@ internal sealed class TokenizeCommand : CliCommand
 {
     public override string Name => "tokenize";
     public override string Summary => "Show the token ids and string tokens of texts.";
-    public override string Details => "Every token is shown (no n_ctx truncation).";
+    public override string Details => """
+        With --model, the ids are what TransformerLens's to_tokens gives for that model (BOS by its default_prepend_bos);
+        with --tokenizer, BOS is prepended when the tokenizer itself adds one (Llama 2, Mistral, Llama 3), not otherwise.
+        Every token is shown (no n_ctx truncation).
+        """;
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Args("TEXT", "the texts to tokenize"),
-        Opt.Value("model", "M", "gpt2 (default), gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, or a folder with tokenizer.json or vocab.json + merges.txt"),
-        Opt.Flag("no-bos", "do not prepend the BOS token (TransformerLens prepend_bos=False)"),
+        Opt.Value("model", "M", "gpt2 (default), gpt2-small, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, a model folder or a Hub repo id"),
+        Opt.Value("tokenizer", "PATH", "a folder laid out like a model repository, or one tokenizer file (tokenizer.json, tokenizer.model, vocab.json)"),
+        Opt.Value("texts-file", "F", "a JSON array of strings to tokenize instead of TEXT arguments"),
+        Opt.Flag("no-bos", "never prepend the BOS token (TransformerLens prepend_bos=False)"),
         Opt.Flag("json", "print [{\"text\", \"ids\", \"str_tokens\"}] instead of tables"),
     ];
 
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
-        string model = args.Option("model") ?? "gpt2";
-        bool bos = !args.Flag("no-bos");
+        string? model = args.Option("model");
+        string? tokenizerPath = args.Option("tokenizer");
+        string? textsFile = args.Option("texts-file");
+        bool noBos = args.Flag("no-bos");
         bool json = args.Flag("json");
         args.RejectUnknown();
-        if (args.Positionals.Count == 0) throw new CliUsageException("give at least one TEXT to tokenize.");
+        if (model is not null && tokenizerPath is not null) throw new CliUsageException("give --model or --tokenizer, not both.");
+        if (textsFile is not null && args.Positionals.Count > 0) throw new CliUsageException("give TEXT arguments or --texts-file, not both.");
+        var texts = textsFile is not null ? ReadTexts(textsFile) : args.Positionals;
+        if (texts.Count == 0) throw new CliUsageException("give at least one TEXT to tokenize (or --texts-file F).");
 
-        var tokenizer = TokenizerLoader.ForModel(model);
-        var results = args.Positionals
+        var (tokenizer, defaultBos) = tokenizerPath is not null
+            ? FromTokenizer(tokenizerPath)
+            : FromModel(model ?? "gpt2", stderr);
+        bool bos = defaultBos && !noBos;
+        var results = texts
             .Select(text =>
             {
                 var ids = TextEncoding.ToTokenIds(tokenizer, text, bos);
@@ -40,6 +56,46 @@ internal sealed class TokenizeCommand : CliCommand
         if (json) WriteJson(stdout, results);
         else WriteTables(stdout, tokenizer, results);
         return Task.FromResult(0);
+    }
+
+    private static (ITokenizer, bool) FromTokenizer(string path)
+    {
+        var tokenizer = TokenizerLoader.FromPath(path);
+        return (tokenizer, tokenizer.PrependsBos);
+    }
+
+    // TransformerLens's to_tokens: the model's tokenizer and its default_prepend_bos (from the family's converter).
+    private static (ITokenizer, bool) FromModel(string model, TextWriter stderr)
+    {
+        if (TokenizerLoader.Gpt2ModelNames.Contains(model, StringComparer.OrdinalIgnoreCase)) return (Gpt2Tokenizer.Default, true);
+        string folder = Directory.Exists(model) ? model
+            : DownloadDisplay.RunAsync(stderr, p => Task.Run(() => PretrainedSource.ResolveFolder(model, new LoadOptions { Progress = p })))
+                .GetAwaiter().GetResult();
+        var tokenizer = TokenizerLoader.FromPath(folder);
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath)) return (tokenizer, true);   // a bare tokenizer folder: TransformerLens's default is to prepend
+        JsonObject hf;
+        try { hf = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject() ?? throw new SharpLensException($"{configPath} is empty."); }
+        catch (JsonException e) { throw new SharpLensException($"{configPath} is not valid JSON: {e.Message}", e); }
+        var cfg = ModelFamilies.ForConfig(hf, configPath).CreateConfig(hf, Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
+        TokenizerLoader.CheckFitsModel(tokenizer, cfg.DVocab, cfg.ModelName);
+        return (tokenizer, cfg.DefaultPrependBos);
+    }
+
+    // A JSON array of strings, so texts starting with '-' or holding newlines need no shell quoting tricks.
+    private static List<string> ReadTexts(string path)
+    {
+        if (!File.Exists(path)) throw new SharpLensException($"--texts-file: file not found: {path}");
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new SharpLensException($"--texts-file {path} is not valid JSON: {e.Message}", e); }
+        if (root is not JsonArray array)
+            throw new SharpLensException($"--texts-file {path} must hold a JSON array of strings, e.g. [\"Hello\", \"-x\"].");
+        var texts = new List<string>(array.Count);
+        for (int i = 0; i < array.Count; i++)
+            texts.Add(array[i] is JsonValue v && v.TryGetValue(out string? s) ? s
+                : throw new SharpLensException($"--texts-file {path}: element {i} is {array[i]?.ToJsonString() ?? "null"}, not a string."));
+        return texts;
     }
 
     private static void WriteJson(TextWriter stdout, List<(string text, IReadOnlyList<int> ids, IReadOnlyList<string> strs)> results)

@@ -75,7 +75,7 @@ public sealed class TokenizeCommandTests
     {
         var (code, _, stderr) = await Run("tokenize", "--model", "gpt2-smal", "x");
         Assert.Equal(1, code);
-        Assert.Contains("Did you mean 'gpt2-small'", stderr);
+        Assert.Contains("unknown model 'gpt2-smal'. Supported: gpt2-small,", stderr);
 
         (code, _, stderr) = await Run("tokenize", "--json");
         Assert.Equal(2, code);
