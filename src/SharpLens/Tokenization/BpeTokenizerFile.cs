@@ -116,8 +116,13 @@ public sealed class BpeTokenizerFile : ITokenizer
         return _strTokens[id] ??= Decode([id]);
     }
 
-    /// <summary>Reads a Hugging Face <c>tokenizer.json</c> with a byte-level BPE model, plus the config files beside it.</summary>
-    public static BpeTokenizerFile FromTokenizerJson(string path)
+    /// <summary>
+    /// Reads a Hugging Face <c>tokenizer.json</c> with a BPE model, plus the config files beside it: byte-level BPE
+    /// (GPT-2, NeoX, Qwen2); with <c>ignore_merges</c> (Llama 3) as tiktoken ranks; SentencePiece-style BPE with
+    /// <c>byte_fallback</c> (Llama 2, Mistral) through the <c>tokenizer.model</c> beside it (sentencepiece semantics:
+    /// <c>&lt;s&gt;</c> written in text stays text).
+    /// </summary>
+    public static ITokenizer FromTokenizerJson(string path)
     {
         using var doc = Json.Read(path);
         var root = doc.RootElement;
@@ -129,9 +134,13 @@ public sealed class BpeTokenizerFile : ITokenizer
             throw new SharpLensException($"{where}: model.type '{type}' is not supported; supported: BPE (byte-level, GPT-2/NeoX/Qwen2 style)."
                 + NameSuggestions.DidYouMean(type, ["BPE"]));
         if (Bool(model, "byte_fallback"))
-            throw new SharpLensException($"{where}: byte_fallback BPE (SentencePiece style, e.g. Llama 2/Mistral) is not supported; only byte-level BPE is.");
-        if (Bool(model, "ignore_merges"))
-            throw new SharpLensException($"{where}: BPE with ignore_merges (e.g. Llama 3) is not supported; only GPT-2 style byte-level BPE is.");
+        {
+            // SentencePiece converted to tokenizer.json: the original model beside it is the reference (Llama 3 repos keep it in original/).
+            string folder0 = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            foreach (var sp in new[] { Path.Combine(folder0, "tokenizer.model"), Path.Combine(folder0, "original", "tokenizer.model") })
+                if (File.Exists(sp)) return TokenizerLoader.FromModelFile(sp);
+            throw new SharpLensException($"{where}: byte_fallback BPE (SentencePiece style, e.g. Llama 2/Mistral) is read from the tokenizer.model beside it, and there is none.");
+        }
         foreach (var key in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (!string.IsNullOrEmpty(Str(model, key)))
                 throw new SharpLensException($"{where}: model.{key} is set; only byte-level BPE without subword prefixes/suffixes is supported.");
@@ -169,6 +178,9 @@ public sealed class BpeTokenizerFile : ITokenizer
             throw new SharpLensException($"{where}: decoder '{Str(dec, "type")}' is not supported; only ByteLevel is.");
 
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (Bool(model, "ignore_merges"))
+            return TiktokenTokenizerFile.FromByteLevelVocab(path, vocab, added, pattern, nfc ? new NfcNormalizer() : null,
+                TokenizerConfigFiles.Read(folder), PostProcessorAddsBos(root));
         return new BpeTokenizerFile(Path.GetFileName(folder), path, vocab, merges, added, pattern, nfc, TokenizerConfigFiles.Read(folder), PostProcessorAddsBos(root));
     }
 
@@ -270,7 +282,7 @@ public sealed class BpeTokenizerFile : ITokenizer
     private static string Shorten(string s) => s.Length <= 200 ? s : s[..200] + "...";
 
     /// <summary>Unicode NFC, as the NeoX/Pythia and Qwen2 tokenizers ask for (works under InvariantGlobalization).</summary>
-    private sealed class NfcNormalizer : Normalizer
+    internal sealed class NfcNormalizer : Normalizer
     {
         public override string Normalize(string original) => Nfc.Normalize(original);
         public override string Normalize(ReadOnlySpan<char> original) => Nfc.Normalize(original);

@@ -112,6 +112,50 @@ public sealed class TiktokenTokenizerFile : ITokenizer
         return new TiktokenTokenizerFile(Path.GetFileName(folder), tiktoken, all, specialText, bos, eos, pad, config.AddBosToken ?? true);
     }
 
+    /// <summary>
+    /// A tiktoken tokenizer from a Hugging Face tokenizer.json whose BPE has <c>ignore_merges</c> (Llama 3's): the
+    /// byte-level vocabulary read as ranks (id = rank, as in the tiktoken file it was converted from), every added token
+    /// matched in text first.
+    /// </summary>
+    internal static TiktokenTokenizerFile FromByteLevelVocab(string path, Dictionary<string, int> vocab, Dictionary<string, int> added,
+        string pattern, Normalizer? normalizer, TokenizerConfigFiles config, bool postProcessorAddsBos)
+    {
+        int size = Math.Max(vocab.Count == 0 ? -1 : vocab.Values.Max(), added.Count == 0 ? -1 : added.Values.Max()) + 1;
+        var all = new byte[size][];
+        var specialText = new string?[size];
+        var ranks = new StringBuilder();
+        var buffer = new List<byte>();
+        foreach (var (token, id) in vocab)
+        {
+            if (added.ContainsKey(token)) continue;
+            buffer.Clear();
+            foreach (char c in token)
+                buffer.Add(ByteLevel.CharToByte.TryGetValue(c, out byte b) ? b
+                    : throw new SharpLensException($"{path}: field model.vocab: '{token}' (id {id}) has a character outside the byte-level alphabet."));
+            all[id] = buffer.ToArray();
+            ranks.Append(Convert.ToBase64String(all[id])).Append(' ').Append(id).Append('\n');
+        }
+        foreach (var (content, id) in added)
+        {
+            all[id] = Encoding.UTF8.GetBytes(content);
+            specialText[id] = content;
+        }
+        for (int i = 0; i < size; i++) all[i] ??= [];
+
+        var regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        var longestFirst = added.OrderByDescending(kv => kv.Key.Length).ToDictionary(StringComparer.Ordinal);
+        TiktokenTokenizer tiktoken;
+        using (var stream = new MemoryStream(Encoding.UTF8.GetBytes(ranks.ToString())))
+            tiktoken = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(regex, longestFirst.Count == 0 ? null : longestFirst), normalizer, longestFirst);
+
+        int? Id(string? token) => token is null ? null : added.TryGetValue(token, out int a) ? a : vocab.TryGetValue(token, out int v) ? v : null;
+        int? bos = config.Mentioned.Contains("bos_token") ? Id(config.Bos) : Id("<|begin_of_text|>");
+        int? eos = config.Mentioned.Contains("eos_token") ? Id(config.Eos) : Id("<|end_of_text|>") ?? Id("<|endoftext|>");
+        int? pad = config.Mentioned.Contains("pad_token") ? Id(config.Pad) : null;
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        return new TiktokenTokenizerFile(Path.GetFileName(folder), tiktoken, all, specialText, bos, eos, pad, config.AddBosToken ?? postProcessorAddsBos);
+    }
+
     /// <summary>Names of Llama 3's 256 special tokens (ids 128000–128255), as in meta-llama/llama-models for Llama 3.1+.</summary>
     public static string[] Llama3SpecialTokens()
     {

@@ -99,3 +99,76 @@ public sealed class TokenizerLoaderTests : IDisposable
         Assert.Equal([2L], batch.Tokens.data<long>().ToArray());
     }
 }
+
+/// <summary>tokenizer.json in the Llama formats: ignore_merges byte-level BPE (Llama 3), byte_fallback BPE (Llama 2).</summary>
+public sealed class LlamaTokenizerJsonTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("sharplens-tokjson-").FullName;
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    [Fact]
+    public void Llama3TokenizerJsonWithIgnoreMergesMatchesTheTiktokenGolden()
+    {
+        // Hugging Face's Llama 3 tokenizer.json, rebuilt from the tiktoken ranks: byte-level vocabulary (id = rank),
+        // the 256 specials as added tokens, Split(regex) + ByteLevel, ignore_merges, BOS by the post-processor.
+        var ranks = File.ReadLines(FamilyTokenizerGoldenTests.FixturePath("llama3", "tokenizer.model"))
+            .Select(l => l.Split(' ')).Select(p => (Bytes: Convert.FromBase64String(p[0]), Rank: int.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture)));
+        var vocab = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (bytes, rank) in ranks) vocab[ByteLevelText(bytes)] = rank;
+        var specials = TiktokenTokenizerFile.Llama3SpecialTokens();
+        var added = new System.Text.Json.Nodes.JsonArray(specials.Select((s, i) => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+            { ["id"] = 128000 + i, ["content"] = s, ["special"] = true, ["normalized"] = false }).ToArray());
+        var tj = new System.Text.Json.Nodes.JsonObject
+        {
+            ["added_tokens"] = added,
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = System.Text.Json.Nodes.JsonNode.Parse($$"""
+                {"type": "Sequence", "pretokenizers": [
+                  {"type": "Split", "pattern": {"Regex": {{System.Text.Json.JsonSerializer.Serialize(TiktokenTokenizerFile.Llama3Pattern)}}}, "behavior": "Isolated", "invert": false},
+                  {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}
+                """),
+            ["post_processor"] = System.Text.Json.Nodes.JsonNode.Parse("""
+                {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]}
+                """),
+            ["decoder"] = System.Text.Json.Nodes.JsonNode.Parse("""{"type": "ByteLevel"}"""),
+            ["model"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "BPE", ["ignore_merges"] = true, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = new System.Text.Json.Nodes.JsonArray(),
+            },
+        };
+        File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), tj.ToJsonString());
+        var tok = TokenizerLoader.FromPath(_temp);
+        Assert.IsType<TiktokenTokenizerFile>(tok);
+        Assert.True(tok.PrependsBos);
+        Assert.Equal(128000, tok.BosTokenId);
+        Assert.Equal(128256, tok.VocabSize);
+        foreach (var c in FamilyTokenizerGoldenTests.Cases("llama3"))
+        {
+            string text = c.GetProperty("text").GetString()!;
+            Assert.Equal(c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()), tok.Encode(text));
+            Assert.Equal(c.GetProperty("str_tokens").EnumerateArray().Select(e => e.GetString()!), tok.Encode(text).Select(tok.IdToToken));
+        }
+    }
+
+    [Fact]
+    public void Llama2TokenizerJsonWithByteFallbackUsesTheSentencePieceModelBesideIt()
+    {
+        File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}}""");
+        var e = Assert.Throws<SharpLensException>(() => TokenizerLoader.FromPath(_temp));
+        Assert.Contains("read from the tokenizer.model beside it, and there is none", e.Message);
+        File.Copy(FamilyTokenizerGoldenTests.FixturePath("llama2", "tokenizer.model"), Path.Combine(_temp, "tokenizer.model"));
+        var tok = TokenizerLoader.FromPath(_temp);
+        Assert.IsType<SentencePieceBpeTokenizer>(tok);
+        Assert.Equal([15043], tok.Encode("Hello"));
+    }
+
+    private static string ByteLevelText(byte[] bytes)
+    {
+        // GPT-2's byte alphabet: printable Latin-1 bytes are themselves, the other 68 take U+0100.. in byte order.
+        var map = new char[256];
+        int next = 256;
+        for (int b = 0; b < 256; b++)
+            map[b] = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF ? (char)b : (char)next++;
+        return new string(bytes.Select(b => map[b]).ToArray());
+    }
+}
