@@ -21,6 +21,13 @@ if (args is ["--load-probe", var probeFolder])
     Console.WriteLine((Measure.PeakRssMb() - before).ToString(CultureInfo.InvariantCulture));
     return 0;
 }
+if (args is ["--tokenizers-only", ..] && FamilyTokenizers.FindFixtures() is { } only)
+{
+    // Quick look at the family tokenizers alone: dotnet run -c Release --project bench/SharpLens.Bench -- --tokenizers-only
+    var families = FamilyTokenizers.Run(EnglishText.Paragraphs(1_000_000), 5, only, s => Console.Error.WriteLine(s));
+    foreach (var (family, r) in families) Console.WriteLine($"{family,-8} {r!["tokens_per_s"]!.GetValue<double>(),14:N0} tokens/s ({r["tokens"]} tokens)");
+    return 0;
+}
 string? modelDir = null, jsonPath = null;
 bool quick = false;
 int? runsArg = null, threads = null, interop = null;
@@ -135,6 +142,8 @@ result["tokenizer"] = new JsonObject
     ["chars"] = paragraphs.Sum(p => p.Length), ["tokens"] = nTokens, ["paragraphs"] = paragraphs.Count,
     ["median_ms"] = Math.Round(tokT.MedianMs, 3),
 };
+
+if (FamilyTokenizers.FindFixtures() is { } fixtures) result["tokenizer_families"] = FamilyTokenizers.Run(paragraphs, runs, fixtures, Log);
 
 // --- memory growth: RunWithCache(all) on the IOI batch, 100 times ---
 Log("memory growth (100 × RunWithCache) ...");

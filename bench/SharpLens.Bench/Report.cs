@@ -58,6 +58,8 @@ internal static class Report
         o.WriteLine();
         var g = r["memory_growth"]!;
         o.WriteLine($"tokenizer: {r["tokenizer_tokens_per_s"]!.GetValue<double>():N0} tokens/s ({r["tokenizer"]!["tokens"]} tokens of English)");
+        if (r["tokenizer_families"] is JsonObject families)
+            o.WriteLine("tokenizers: " + string.Join(", ", families.Select(f => $"{f.Key} {f.Value!["tokens_per_s"]!.GetValue<double>():N0}")) + " tokens/s");
         o.WriteLine($"memory growth: 100× RunWithCache(all, 8x15): RSS {g["rss_before_mb"]} → {g["rss_after_mb"]} MB ({g["growth_pct"]}%), " +
             $"live tensors {g["live_tensors_before"]} → {g["live_tensors_after"]}");
         o.WriteLine($"model resident after load: {r["model_resident_mb"]} MB; load peak RSS {r["load"]!["peak_rss_delta_mb"]} MB over baseline = {r["load"]!["peak_rss_over_checkpoint"]}× checkpoint" +
