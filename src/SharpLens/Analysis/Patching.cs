@@ -51,7 +51,7 @@ public sealed record PatchingResult(PatchKind Kind, IReadOnlyList<string> Axes, 
 public static class Patching
 {
     /// <summary>Hook name suffix, axes and head-indexed flag of each kind.</summary>
-    private static (string Hook, string[] Axes) Describe(PatchKind kind) => kind switch
+    internal static (string Hook, string[] Axes) Describe(PatchKind kind) => kind switch
     {
         PatchKind.ResidPre => ("hook_resid_pre", ["layer", "pos"]),
         PatchKind.ResidMid => ("hook_resid_mid", ["layer", "pos"]),
