@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using SharpLens.Analysis;
 using SharpLens.Cli.Dla;
+using SharpLens.Gradients;
 using SharpLens.Model;
 using SharpLens.Visualization;
 using TorchSharp;
@@ -27,6 +28,9 @@ internal sealed class PatchCommand : CliCommand
         Opt.Value("clean", "clean.json", "prompts whose activations are patched in", required: true),
         Opt.Value("corrupted", "corrupted.json", "prompts that are run with the patched activations", required: true),
         Opt.Choice("kind", "KIND", $"what to patch: {string.Join(", ", Kinds.Keys)}", Kinds.Keys, required: true),
+        Opt.Choice("method", "exact|attribution", "exact: one run per cell (default); attribution: first-order estimate from one gradient run", ["exact", "attribution"]),
+        Opt.Choice("direction", "denoising|noising", "denoising: clean into corrupted (default); noising: corrupted into clean", ["denoising", "noising"]),
+        Opt.Flag("compare", "run both methods: JSON adds exact_values and correlation, the report shows both heatmaps"),
         Opt.Value("report", "FILE", "write an HTML report with the heatmaps"),
         Opt.Value("json", "FILE", "write the values as JSON"),
     ];
@@ -36,7 +40,10 @@ internal sealed class PatchCommand : CliCommand
         string modelName = args.Required("model"), clean = args.Required("clean"), corrupted = args.Required("corrupted");
         string kindName = args.Required("kind");
         string? report = args.Option("report"), json = args.Option("json");
+        string method = args.Option("method") ?? "exact", directionName = args.Option("direction") ?? "denoising";
+        bool compare = args.Flag("compare");
         args.RejectUnknown();
+        var direction = directionName == "noising" ? PatchDirection.Noising : PatchDirection.Denoising;
         if (!Kinds.TryGetValue(kindName, out var kind))
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
@@ -54,19 +61,45 @@ internal sealed class PatchCommand : CliCommand
             if (pct / 10 != lastPct / 10 || p.Done == p.Total) stderr.WriteLine($"[sharplens] patching {kindName}: {p.Done}/{p.Total} runs ({pct}%)");
             lastPct = pct;
         });
-        var (result, cleanMetric, corruptedMetric) = PatchingExperiment.Run(model, kind, cleanTokens, corruptedTokens, answers, progress);
+        Tensor Metric(Tensor logits) => LogitDiff.Mean(logits, answers);
+        double cleanMetric = Metric(model.Forward(cleanTokens)).item<float>();
+        double corruptedMetric = Metric(model.Forward(corruptedTokens)).item<float>();
+        PatchingResult? exact = null, attribution = null;
+        if (method == "exact" || compare)
+        {
+            // Exact patching runs the target prompts with activations of the source prompts, in either direction.
+            var (sourceTokens, targetTokens) = direction == PatchDirection.Denoising ? (cleanTokens, corruptedTokens) : (corruptedTokens, cleanTokens);
+            var (_, sourceCache) = model.RunWithCache(sourceTokens);
+            using (sourceCache) exact = Patching.Run(model, kind, targetTokens, sourceCache, Metric, progress);
+        }
+        if (method == "attribution" || compare)
+            attribution = AttributionPatching.Run(model, [kind], cleanTokens, corruptedTokens, Metric, direction).Single().ToPatchingResult();
+        var result = method == "attribution" ? attribution! : exact!;
         var values = result.Values;
+        var correlation = compare ? PatchComparison.Of(exact!.Values, attribution!.Values) : null;
         stdout.WriteLine($"clean metric {cleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {corruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
-        stdout.WriteLine($"{kindName} [{string.Join(", ", result.Axes)}] = [{string.Join(", ", values.shape)}]; max {values.max().item<float>():F4} at index {values.argmax().item<long>()}");
+        stdout.WriteLine($"{kindName} ({method}, {directionName}) [{string.Join(", ", result.Axes)}] = [{string.Join(", ", values.shape)}]; max {values.max().item<float>():F4} at index {values.argmax().item<long>()}");
+        if (correlation is not null)
+            stdout.WriteLine($"attribution vs exact: Pearson r {correlation.Pearson.ToString("F4", CultureInfo.InvariantCulture)}, max |diff| {correlation.MaxAbsDiff.ToString("F4", CultureInfo.InvariantCulture)}");
 
         if (json is not null)
         {
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(ToJson(kindName, result.Axes, ToJson(values), cleanMetric, corruptedMetric)));
+            var o = ToJson(kindName, result.Axes, ToJson(values), cleanMetric, corruptedMetric);
+            o["method"] = method;
+            o["direction"] = directionName;
+            if (correlation is not null)
+            {
+                o["exact_values"] = ToJson(exact!.Values);
+                o["correlation"] = new JsonObject { ["pearson"] = double.IsNaN(correlation.Pearson) ? null : correlation.Pearson, ["max_abs_diff"] = correlation.MaxAbsDiff };
+            }
+            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             stdout.WriteLine($"wrote {json}");
         }
         if (report is not null)
         {
-            BuildReport(model, modelName, kindName, result.Axes, values, cleanMetric, corruptedMetric, cleanPrompts[0]).Save(report);
+            var r = BuildReport(model, modelName, $"{kindName}, {method}, {directionName}", result.Axes, values, cleanMetric, corruptedMetric, cleanPrompts[0]);
+            if (compare) AddFigures(r, model, $"{kindName}, exact, {directionName}", exact!.Axes, exact.Values, cleanPrompts[0]);
+            r.Save(report);
             stdout.WriteLine($"wrote {report}");
         }
         return Task.FromResult(0);
@@ -104,16 +137,22 @@ internal sealed class PatchCommand : CliCommand
     {
         var r = new HtmlReport($"Activation patching ({kindName}) — {modelName}");
         r.AddParagraph($"Metric: mean logit difference. Clean {cleanMetric:F4}, corrupted {corruptedMetric:F4}. Each cell: the metric after patching that activation from the clean run into the corrupted run.");
+        AddFigures(r, model, kindName, axes, values, firstClean);
+        return r;
+    }
+
+    /// <summary>The heatmaps of one patching result (one per layer for [layer, pos, head] results).</summary>
+    private static void AddFigures(HtmlReport r, HookedTransformer model, string title, IReadOnlyList<string> axes, Tensor values, DlaPrompt firstClean)
+    {
         var tokens = DlaOutput.StrTokens(model, firstClean);
         var layers = Enumerable.Range(0, model.Config.NLayers).Select(l => l.ToString(CultureInfo.InvariantCulture)).ToList();
         var headsAxis = Enumerable.Range(0, model.Config.NHeads).Select(h => h.ToString(CultureInfo.InvariantCulture)).ToList();
         List<string> Positions() => tokens.Select((t, i) => $"{i}: {t}").ToList();
         if (values.dim() == 2)
-            r.AddFigure(Plots.Heatmap($"{kindName}", values.ToArray2D(), axes[1] == "head" ? headsAxis : Positions(), layers, axes[1], "layer"));
+            r.AddFigure(Plots.Heatmap(title, values.ToArray2D(), axes[1] == "head" ? headsAxis : Positions(), layers, axes[1], "layer"));
         else
             for (int l = 0; l < values.shape[0]; l++)
-                r.AddFigure(Plots.Heatmap($"{kindName}, layer {l}", values[l].ToArray2D(), headsAxis, Positions(), "head", "position"));
-        return r;
+                r.AddFigure(Plots.Heatmap($"{title}, layer {l}", values[l].ToArray2D(), headsAxis, Positions(), "head", "position"));
     }
 
     private static JsonNode ToJson(Tensor t) => t.dim() == 0
