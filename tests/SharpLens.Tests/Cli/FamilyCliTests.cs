@@ -2,79 +2,72 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpLens.Loading;
 using SharpLens.Tests.Families;
-using TorchSharp;
 using static TorchSharp.torch;
 using static SharpLens.Tests.Cli.CliTestHelper;
 
 namespace SharpLens.Tests.Cli;
 
-/// <summary><c>sharplens run/dla/patch/generate</c> on LLaMA-line checkpoints against TransformerLens golden data.</summary>
+/// <summary><c>sharplens run</c> / <c>dla</c> / <c>generate</c> on the Gemma, Phi-3 and OLMo-2 goldens (token-id prompts, no tokenizer).</summary>
 public sealed class FamilyCliTests
 {
     [Theory]
-    [InlineData("tiny-qwen3", false)]
-    [InlineData("tiny-qwen3", true)]
-    [InlineData("tiny-mistral", true)]
-    public void RunExportsEveryActivationProcessedAndUnprocessed(string fixture, bool noProcessing)
+    [InlineData("tiny-gemma")]
+    [InlineData("tiny-gemma2")]
+    [InlineData("tiny-gemma3")]
+    [InlineData("tiny-phi3")]
+    [InlineData("tiny-olmo2")]
+    public void RunDlaAndGenerateMatchTheRealModel(string set)
     {
-        var fx = new FamilyFixture(fixture);
+        var g = new GoldenSet(set);
         string dir = TempDir();
         try
         {
             using var scope = NewDisposeScope();
-            var tokens = fx.Input("tokens");
+            var tokens = g.Input("tokens");
             string tokensFile = Path.Combine(dir, "tokens.json");
             File.WriteAllText(tokensFile, JsonSerializer.Serialize(Enumerable.Range(0, (int)tokens.shape[0]).Select(b => tokens[b].data<long>().ToArray())));
+            var logits = g.Load("logits.safetensors");
+
+            // run, processed: the real model's processed logits and cache (TransformerLens's, with its bug fixed where flagged).
             string outPath = Path.Combine(dir, "acts.safetensors");
-            string[] args = ["run", "--model", fx.Dir, "--tokens-file", tokensFile, "--out", outPath];
-            var (code, _, stderr) = Run(noProcessing ? [.. args, "--no-processing"] : args);
-            Assert.True(code == 0, stderr);
-            using var f = SafetensorsFile.Open(outPath);
-            Assert.Equal(new[] { "logits", "tokens" }.Concat(fx.Strings("hook_names_in_order")).Order(StringComparer.Ordinal), f.Names.Order(StringComparer.Ordinal));
-            string variant = noProcessing ? "none" : "processed";
-            Golden.AssertClose(fx.Load("logits.safetensors")[$"logits_{variant}"], f.Read("logits"), "logits");
-            var cache = fx.Load($"cache_{variant}.safetensors");
-            foreach (var name in fx.Valid($"cache_{variant}.safetensors")) Golden.AssertClose(cache[name], f.Read(name), $"{fixture}/{variant}: {name}");
-        }
-        finally { Directory.Delete(dir, true); }
-    }
+            var (code, _, err) = Run("run", "--model", g.Dir, "--tokens-file", tokensFile, "--out", outPath);
+            Assert.True(code == 0, err);
+            using (var f = SafetensorsFile.Open(outPath))
+            {
+                Golden.AssertClose(logits[g.HasTlBug ? "logits_processed_hf_semantics" : "logits_processed"], f.Read("logits"), $"{set} run logits");
+                var cache = g.Load(g.HasTlBug ? "cache_processed_hf_semantics.safetensors" : "cache_processed.safetensors");
+                foreach (var (name, t) in cache) Golden.AssertClose(t, f.Read(name), $"{set} run {name}");
+            }
+            if (set == "tiny-gemma2") Assert.Contains("center_unembed skipped", err);
 
-    [Fact]
-    public void DlaPatchAndGenerateWorkOnLlama()
-    {
-        var fx = new FamilyFixture("tiny-llama");
-        string dir = TempDir();
-        try
-        {
-            using var scope = NewDisposeScope();
-            var answers = fx.Input("answer_tokens");
-            string prompts = TokenPromptFile(dir, "prompts.json", fx.Input("tokens"), answers);
+            // run --no-processing: the raw model (Hugging Face's own logits where the set has them).
+            (code, _, err) = Run("run", "--model", g.Dir, "--tokens-file", tokensFile, "--no-processing", "--out", outPath);
+            Assert.True(code == 0, err);
+            using (var f = SafetensorsFile.Open(outPath))
+                Golden.AssertClose(logits[g.HasTlBug ? "hf_reference_logits" : "logits_none"], f.Read("logits"), $"{set} run --no-processing logits");
+
+            // dla on token-id prompts: the real model's logit difference; notes where the architecture needs them.
+            string prompts = TokenPromptFile(dir, "prompts.json", tokens, g.Input("answer_tokens"));
             string json = Path.Combine(dir, "dla.json");
-            var (code, _, stderr) = Run("dla", "--model", fx.Dir, "--prompts", prompts, "--json", json);
-            Assert.True(code == 0, stderr);
-            var o = JsonNode.Parse(File.ReadAllText(json))!.AsObject();
-            var g = fx.Load("dla.safetensors");
-            float[] F(JsonNode n) => n.AsArray().Select(x => x!.GetValue<float>()).ToArray();
-            Golden.AssertClose(g["og_logit_diff_per_prompt"], tensor(o["prompts"]!.AsArray().Select(p => p!["logit_diff"]!.GetValue<float>()).ToArray()), "per prompt");
-            Golden.AssertClose(g["accumulated_resid_logit_diffs"], tensor(F(o["accumulated_resid"]!["logit_diff"]!)), "accumulated");
-            Golden.AssertClose(g["decompose_resid_logit_diffs"], tensor(F(o["decomposed_resid"]!["logit_diff"]!)), "decomposed (no pos_embed)");
-            Assert.DoesNotContain("pos_embed", o["decomposed_resid"]!["labels"]!.AsArray().Select(x => x!.GetValue<string>()));
-            Golden.AssertClose(g["per_head_logit_diffs"], tensor(o["head_logit_diff"]!.AsArray().SelectMany(r => F(r!)).ToArray()).reshape(2, 4), "heads");
+            (code, var stdout, err) = Run("dla", "--model", g.Dir, "--prompts", prompts, "--json", json);
+            Assert.True(code == 0, err);
+            var o = JsonNode.Parse(File.ReadAllText(json))!;
+            using (var real = g.Model())
+            {
+                var expected = SharpLens.Analysis.LogitDiff.Mean(real.Forward(tokens), g.Input("answer_tokens")).item<float>();
+                Assert.Equal(expected, o["avg_logit_diff"]!.GetValue<float>(), 4);
+                if (!g.HasTlBug) Assert.Equal(g.Tensor("dla.safetensors", "og_logit_diff_mean").item<float>(), o["avg_logit_diff"]!.GetValue<float>(), 4);
+            }
+            Assert.Equal(set is "tiny-gemma2" or "tiny-gemma3" or "tiny-olmo2", o["notes"]!.AsArray().Count > 0);
+            if (set == "tiny-olmo2") Assert.Contains("Post-norm blocks", stdout);
 
-            string corrupted = TokenPromptFile(dir, "corrupted.json", fx.Input("corrupted_tokens"), answers);
-            string pjson = Path.Combine(dir, "patch.json");
-            (code, _, stderr) = Run("patch", "--model", fx.Dir, "--clean", prompts, "--corrupted", corrupted, "--kind", "head_out_all_pos", "--json", pjson);
-            Assert.True(code == 0, stderr);
-            var p = JsonNode.Parse(File.ReadAllText(pjson))!.AsObject();
-            var expected = fx.Load("patching.safetensors")["act_patch_attn_head_out_all_pos"];
-            Golden.AssertClose(expected, tensor(p["values"]!.AsArray().SelectMany(r => F(r!)).ToArray()).reshape(expected.shape), "patch heads");
-
-            var input = string.Join(",", fx.Input("generate_input").data<long>().ToArray());
-            var gen = fx.Load("generate.safetensors")["generate_with_tokenizer_kv_cache_true"].data<long>().ToArray();
-            var (gcode, stdout, gerr) = Run("generate", "--model", fx.Dir, "--tokens", input, "--max-new-tokens", "6", "--greedy");
-            Assert.True(gcode == 0, gerr);
-            Assert.Equal(string.Join(", ", gen), stdout.Trim());
-            Assert.Equal(stdout, Run("generate", "--model", fx.Dir, "--tokens", input, "--max-new-tokens", "6", "--greedy", "--no-kv-cache").Out);
+            // generate, greedy, from token ids.
+            var prompt = g.Input("generate_input")[0].data<long>().ToArray();
+            var expectedIds = g.Tensor("generate.safetensors", g.HasTlBug ? "hf_reference_generate" : "generate_no_tokenizer_kv_cache_false")[0].data<long>().ToArray();
+            (code, stdout, err) = Run("generate", "--model", g.Dir, "--tokens", string.Join(",", prompt), "--greedy",
+                "--max-new-tokens", (expectedIds.Length - prompt.Length).ToString());
+            Assert.True(code == 0, err);
+            Assert.Equal(string.Join(", ", expectedIds), stdout.Trim());
         }
         finally { Directory.Delete(dir, true); }
     }
