@@ -1,23 +1,50 @@
+using System.Text.Json.Nodes;
 using SharpLens.Model;
 using static TorchSharp.torch;
 
 namespace SharpLens.Loading;
 
 /// <summary>
-/// Hugging Face GPT-J (<c>GPTJForCausalLM</c>) weights → TransformerLens names and layouts (TransformerLens's
-/// <c>convert_gptj_weights</c>). GPT-J's parallel block reads one <c>ln_1</c> for attention and MLP: it becomes both
-/// <c>ln1</c> and <c>ln2</c>, as in TransformerLens. q/k/v/out projections have no biases (zeros); the untied
-/// <c>lm_head</c> has one, which becomes <c>unembed.b_U</c>.
+/// GPT-J (<c>GPTJForCausalLM</c>): parallel blocks reading one <c>ln_1</c>, rotary embeddings on the first
+/// <c>rotary_dim</c> features with adjacent pairs (2i, 2i+1), an untied <c>lm_head</c> with a bias. Config as
+/// TransformerLens's, except that SharpLens reads <c>layer_norm_epsilon</c> and <c>n_inner</c> (TL: always 1e-5 and
+/// 4·d_model), as the real model does.
 /// </summary>
-public static class GptJConverter
+public sealed class GptJFamily : IModelFamily
 {
+    /// <inheritdoc/>
+    public IReadOnlyList<string> Architectures { get; } = ["GPTJForCausalLM", "GPTJModel", "gptj"];
+
+    /// <inheritdoc/>
+    public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
+    {
+        var r = new HfConfigReader(hfConfig, modelName, "GPT-J");
+        int d = r.Int("n_embd"), heads = r.Int("n_head");
+        int dHead = r.HeadDim("n_embd", d, "n_head", heads);
+        // HF's class default is 64; an explicit null rotates every feature of the head.
+        int rotaryDim = hfConfig.ContainsKey("rotary_dim") ? r.OptInt("rotary_dim") ?? dHead : 64;
+        return new HookedTransformerConfig(
+            nLayers: r.Int("n_layer"), dModel: d, nCtx: r.Int("n_positions"), dHead: dHead, nHeads: heads,
+            dVocab: r.Int("vocab_size"), dMlp: r.OptInt("n_inner") ?? 4 * d, actFn: r.String("activation_function", "gelu_new"),
+            eps: r.Double("layer_norm_epsilon", 1e-5), positionalEmbeddingType: "rotary", originalArchitecture: "GPTJForCausalLM",
+            modelName: modelName, rotaryDim: rotaryDim, rotaryAdjacentPairs: true, parallelAttnMlp: true,
+            bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
+    }
+
+    /// <inheritdoc/>
+    public bool IsUnused(string checkpointName) => IsBuffer(checkpointName);
+
     /// <summary>Buffers real GPT-J checkpoints may hold (causal mask, sinusoidal positions): not parameters.</summary>
     public static bool IsBuffer(string name) =>
         name.EndsWith(".attn.bias", StringComparison.Ordinal) || name.EndsWith(".attn.masked_bias", StringComparison.Ordinal) ||
         name.EndsWith(".attn.embed_positions", StringComparison.Ordinal);
 
-    /// <summary>Converts <paramref name="hf"/> into a new TransformerLens state dict.</summary>
-    public static Dictionary<string, Tensor> Convert(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
+    /// <summary>
+    /// Weights → TransformerLens names and layouts (TransformerLens's <c>convert_gptj_weights</c>): <c>ln_1</c> becomes
+    /// both <c>ln1</c> and <c>ln2</c>, the bias-free q/k/v/out projections get zero biases, <c>lm_head.bias</c> becomes
+    /// <c>unembed.b_U</c>.
+    /// </summary>
+    public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
         var ck = new HfCheckpoint(hf, "GPT-J", "transformer.", "wte.weight");
         long d = cfg.DModel, h = cfg.NHeads, dh = cfg.DHead, m = cfg.DMlp;

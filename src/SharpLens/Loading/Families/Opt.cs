@@ -1,25 +1,52 @@
+using System.Text.Json.Nodes;
 using SharpLens.Model;
 using static TorchSharp.torch;
 
 namespace SharpLens.Loading;
 
 /// <summary>
-/// Hugging Face OPT (<c>OPTForCausalLM</c>, pre-LayerNorm without embedding projections) weights → TransformerLens
-/// names and layouts (TransformerLens's <c>convert_opt_weights</c>). OPT's position table has two extra leading rows
-/// (position p reads row p + 2), so <c>pos_embed.W_pos</c> is rows 2 onwards; <c>lm_head</c> is tied to
-/// <c>embed_tokens</c> and usually not stored.
+/// OPT (<c>OPTForCausalLM</c>) in its pre-LayerNorm form without embedding projections (every size except opt-350m):
+/// learned positions read with an offset of 2, ReLU MLPs, <c>lm_head</c> tied to <c>embed_tokens</c>. TransformerLens
+/// ignores <c>do_layer_norm_before</c> and <c>word_embed_proj_dim</c> and silently computes a different model for
+/// post-LN / projected checkpoints; SharpLens rejects those with a clear error instead.
 /// </summary>
-public static class OptConverter
+public sealed class OptFamily : IModelFamily
 {
     /// <summary>Rows before position 0 in OPT's learned position table.</summary>
     public const int PositionOffset = 2;
 
+    /// <inheritdoc/>
+    public IReadOnlyList<string> Architectures { get; } = ["OPTForCausalLM", "OPTModel", "opt"];
+
+    /// <inheritdoc/>
+    public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
+    {
+        var r = new HfConfigReader(hfConfig, modelName, "OPT");
+        int d = r.Int("hidden_size"), heads = r.Int("num_attention_heads");
+        if (!r.Bool("do_layer_norm_before", true))
+            throw r.Error("do_layer_norm_before is false: post-LayerNorm OPT (such as facebook/opt-350m) is not supported; " +
+                "SharpLens supports pre-LayerNorm OPT (do_layer_norm_before: true), e.g. opt-125m, opt-1.3b ... opt-66b.");
+        if (r.OptInt("word_embed_proj_dim") is { } proj && proj != d)
+            throw r.Error($"word_embed_proj_dim {proj} differs from hidden_size {d}: OPT with project_in/project_out embedding " +
+                "projections (such as facebook/opt-350m) is not supported; supported: word_embed_proj_dim equal to hidden_size (or absent).");
+        if (r.Bool("_remove_final_layer_norm", false))
+            throw r.Error("_remove_final_layer_norm is true: OPT without a final LayerNorm is not supported.");
+        return new HookedTransformerConfig(
+            nLayers: r.Int("num_hidden_layers"), dModel: d, nCtx: r.Int("max_position_embeddings"),
+            dHead: r.HeadDim("hidden_size", d, "num_attention_heads", heads), nHeads: heads, dVocab: r.Int("vocab_size"),
+            dMlp: r.Int("ffn_dim"), actFn: r.String("activation_function", "relu"), eps: 1e-5, // HF's nn.LayerNorm default
+            originalArchitecture: "OPTForCausalLM", modelName: modelName,
+            bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
+    }
+
     /// <summary>
-    /// Converts <paramref name="hf"/> into a new TransformerLens state dict (adds zero <c>unembed.b_U</c>). Checkpoints
+    /// Weights → TransformerLens names and layouts (TransformerLens's <c>convert_opt_weights</c>): <c>pos_embed.W_pos</c>
+    /// is the position table from row 2 on, the tied <c>lm_head</c> (usually not stored) is <c>embed_tokens</c>; zero
+    /// <c>unembed.b_U</c> is added. Checkpoints
     /// saved with <c>enable_bias: false</c> (no projection / fc biases: zeros) or <c>layer_norm_elementwise_affine:
     /// false</c> (norms without weight and bias: 1 and 0) are recognised by layer 0; every layer must then agree.
     /// </summary>
-    public static Dictionary<string, Tensor> Convert(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
+    public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
         var ck = new HfCheckpoint(hf, "OPT", "model.decoder.", "embed_tokens.weight");
         bool biases = ck.Has("layers.0.self_attn.q_proj.bias"), affineNorms = ck.Has("layers.0.self_attn_layer_norm.weight");
