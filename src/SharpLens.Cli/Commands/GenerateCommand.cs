@@ -14,6 +14,7 @@ internal sealed class GenerateCommand : CliCommand
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        ModelLoading.RevisionOption(),
         Opt.Value("prompt", "TEXT", "the text to continue (or --tokens)"),
         Opt.Value("tokens", "1,2,3", "comma-separated token ids to continue (or --prompt)"),
         Opt.Value("max-new-tokens", "N", "tokens to generate (default 20)"),
@@ -47,7 +48,7 @@ internal sealed class GenerateCommand : CliCommand
         args.RejectUnknown();
         if ((prompt is null) == (ids is null)) throw new CliUsageException("give exactly one of --prompt or --tokens.");
 
-        using var model = ModelLoading.Load(modelName, stderr);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args));
         using var scope = NewDisposeScope();
         Tensor input;
         if (prompt is not null) input = model.ToTokens(prompt).Tokens;

@@ -25,6 +25,7 @@ internal sealed class PatchCommand : CliCommand
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        ModelLoading.RevisionOption(),
         Opt.Value("clean", "clean.json", "prompts whose activations are patched in", required: true),
         Opt.Value("corrupted", "corrupted.json", "prompts that are run with the patched activations", required: true),
         Opt.Choice("kind", "KIND", $"what to patch: {string.Join(", ", Kinds.Keys)}", Kinds.Keys, required: true),
@@ -47,7 +48,7 @@ internal sealed class PatchCommand : CliCommand
         if (!Kinds.TryGetValue(kindName, out var kind))
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
-        using var model = ModelLoading.Load(modelName, stderr);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args));
         var cleanPrompts = DlaInput.FromFile(model, clean);
         var corruptedPrompts = ReadPairs(model, clean, cleanPrompts, corrupted);
 

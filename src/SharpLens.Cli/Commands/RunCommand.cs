@@ -20,6 +20,7 @@ internal sealed class RunCommand : CliCommand
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Value("model", "<name|dir>", "official name, Hugging Face repo id or local folder", required: true),
+        ModelLoading.RevisionOption(),
         Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
         Opt.Many("prompt", "TEXT", "text prompt (repeatable; padded on the right when lengths differ)"),
         Opt.Value("out", "acts.safetensors", "the safetensors file to write", required: true),
@@ -62,7 +63,7 @@ internal sealed class RunCommand : CliCommand
         }
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
 
-        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing);
+        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args));
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
         try
         {

@@ -27,7 +27,8 @@ public interface IModelFamily
 public static class ModelFamilies
 {
     private static readonly List<IModelFamily> Families =
-        [new Gpt2Family(), new LlamaFamily(), new GemmaFamily(), new Phi3Family(), new Olmo2Family()];
+        [new Gpt2Family(), new LlamaFamily(), new GemmaFamily(), new Phi3Family(), new Olmo2Family(),
+         new GptNeoXFamily(), new GptJFamily(), new GptNeoFamily(), new OptFamily()];
 
     /// <summary>Every registered family.</summary>
     public static IReadOnlyList<IModelFamily> All => Families;

@@ -15,6 +15,14 @@ public sealed class GptJFamily : IModelFamily
     /// <inheritdoc/>
     public IReadOnlyList<string> Architectures { get; } = ["GPTJForCausalLM", "GPTJModel", "gptj"];
 
+    /// <summary>GPT-J-6B: 28 layers, d_model 4096, vocabulary 50400, d_mlp 16384; counts from that shape.</summary>
+    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    [
+        new("gpt-j-6b", "EleutherAI/gpt-j-6B", ["gpt-j", "gptj"], "6B",
+            TotalParameters: 2L * 50400 * 4096 + 50400 + 28 * (2L * 4096 + 4L * 4096 * 4096 + 2L * 4096 * 16384 + 16384 + 4096) + 2 * 4096,
+            NonEmbeddingParameters: 28 * (4L * 4096 * 4096 + 2L * 4096 * 16384)),
+    ];
+
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {

@@ -14,6 +14,34 @@ public sealed class GptNeoFamily : IModelFamily
     /// <inheritdoc/>
     public IReadOnlyList<string> Architectures { get; } = ["GPTNeoForCausalLM", "GPTNeoModel", "gpt_neo"];
 
+    /// <summary>GPT-Neo 125M / 1.3B / 2.7B and Ronen Eldan's TinyStories models (GPT-Neo architecture, GPT-2 vocabulary).</summary>
+    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    [
+        Row("gpt-neo-125m", "EleutherAI/gpt-neo-125M", "125M", layers: 12, d: 768, ["gpt-neo-small", "neo-small", "neo"]),
+        Row("gpt-neo-1.3b", "EleutherAI/gpt-neo-1.3B", "1.3B", layers: 24, d: 2048, ["gpt-neo-medium", "neo-medium"]),
+        Row("gpt-neo-2.7b", "EleutherAI/gpt-neo-2.7B", "2.7B", layers: 32, d: 2560, ["gpt-neo-large", "neo-large"]),
+        .. TinyStories("1M", 8, 64), .. TinyStories("3M", 8, 128), .. TinyStories("8M", 8, 256),
+        .. TinyStories("28M", 8, 512), .. TinyStories("33M", 4, 768),
+        Row("TinyStories-1Layer-21M", "roneneldan/TinyStories-1Layer-21M", "21M", layers: 1, d: 1024, []),
+        Row("TinyStories-2Layers-33M", "roneneldan/TinyStories-2Layers-33M", "33M", layers: 2, d: 1024, []),
+        Row("TinyStories-Instuct-1Layer-21M", "roneneldan/TinyStories-Instuct-1Layer-21M", "21M", layers: 1, d: 1024, ["TinyStories-Instruct-1Layer-21M"]),
+        Row("TinyStories-Instruct-2Layers-33M", "roneneldan/TinyStories-Instruct-2Layers-33M", "33M", layers: 2, d: 1024, []),
+    ];
+
+    private static IEnumerable<ModelInfo> TinyStories(string size, int layers, int d)
+    {
+        yield return Row($"TinyStories-{size}", $"roneneldan/TinyStories-{size}", size, layers, d, []);
+        yield return Row($"TinyStories-Instruct-{size}", $"roneneldan/TinyStories-Instruct-{size}", size, layers, d, []);
+    }
+
+    /// <summary>A row with counts from the shape: vocabulary 50257, 2048 positions, d_mlp = 4·d_model, bias-free q/k/v.</summary>
+    private static ModelInfo Row(string name, string repo, string size, int layers, int d, string[] aliases)
+    {
+        long dm = d, m = 4L * d;
+        long perLayer = 4 * dm + (4 * dm * dm + dm) + (2 * dm * m + m + dm); // two LayerNorms, q/k/v/out (+ out bias), MLP
+        return new ModelInfo(name, repo, aliases, size, (50257L + 2048) * dm + layers * perLayer + 2 * dm, layers * (4 * dm * dm + 2 * dm * m));
+    }
+
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {

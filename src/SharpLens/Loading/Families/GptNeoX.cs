@@ -16,6 +16,37 @@ public sealed class GptNeoXFamily : IModelFamily
     /// <inheritdoc/>
     public IReadOnlyList<string> Architectures { get; } = ["GPTNeoXForCausalLM", "GPTNeoXModel", "gpt_neox"];
 
+    /// <summary>
+    /// Pythia (standard and <c>-deduped</c>; training checkpoints are revisions such as <c>step143000</c>) and
+    /// GPT-NeoX-20B, with TransformerLens's aliases (including the names EleutherAI used before renaming the sizes).
+    /// </summary>
+    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    [
+        .. Pythia("70m", layers: 6, d: 512, vocab: 50304, oldName: "19m", extra: ["pythia"]),
+        .. Pythia("160m", layers: 12, d: 768, vocab: 50304, oldName: "125m"),
+        .. Pythia("410m", layers: 24, d: 1024, vocab: 50304, oldName: "350m"),
+        .. Pythia("1b", layers: 16, d: 2048, vocab: 50304, oldName: "800m"),
+        .. Pythia("1.4b", layers: 24, d: 2048, vocab: 50304, oldName: "1.3b"),
+        .. Pythia("2.8b", layers: 32, d: 2560, vocab: 50304, oldName: "2.7b"),
+        .. Pythia("6.9b", layers: 32, d: 4096, vocab: 50432, oldName: "6.7b"),
+        .. Pythia("12b", layers: 36, d: 5120, vocab: 50688, oldName: "13b"),
+        Row("gpt-neox-20b", "EleutherAI/gpt-neox-20b", "20B", layers: 44, d: 6144, vocab: 50432, ["gpt-neox", "neox"]),
+    ];
+
+    private static IEnumerable<ModelInfo> Pythia(string size, int layers, int d, int vocab, string oldName, string[]? extra = null)
+    {
+        yield return Row($"pythia-{size}", $"EleutherAI/pythia-{size}", size.ToUpperInvariant(), layers, d, vocab, [.. extra ?? [], $"pythia-{oldName}"]);
+        yield return Row($"pythia-{size}-deduped", $"EleutherAI/pythia-{size}-deduped", size.ToUpperInvariant(), layers, d, vocab, [$"pythia-{oldName}-deduped"]);
+    }
+
+    /// <summary>A row with counts from the shape: untied embed_in/embed_out, d_mlp = 4·d_model, biases everywhere.</summary>
+    private static ModelInfo Row(string name, string repo, string size, int layers, int d, int vocab, string[] aliases)
+    {
+        long dm = d, m = 4L * d;
+        long perLayer = 4 * dm + (4 * dm * dm + 4 * dm) + (2 * dm * m + m + dm); // two LayerNorms, qkv + dense, MLP
+        return new ModelInfo(name, repo, aliases, size, 2L * vocab * dm + layers * perLayer + 2 * dm, layers * (4 * dm * dm + 2 * dm * m));
+    }
+
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {

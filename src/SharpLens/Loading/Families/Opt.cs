@@ -18,6 +18,27 @@ public sealed class OptFamily : IModelFamily
     /// <inheritdoc/>
     public IReadOnlyList<string> Architectures { get; } = ["OPTForCausalLM", "OPTModel", "opt"];
 
+    /// <summary>The pre-LN OPT sizes (opt-350m is post-LN with projections and not listed), with TransformerLens's aliases.</summary>
+    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    [
+        Row("125m", layers: 12, d: 768, ["opt-small", "opt"]),
+        Row("1.3b", layers: 24, d: 2048, ["opt-medium"]),
+        Row("2.7b", layers: 32, d: 2560, ["opt-large"]),
+        Row("6.7b", layers: 32, d: 4096, ["opt-xl"]),
+        Row("13b", layers: 40, d: 5120, ["opt-xxl"]),
+        Row("30b", layers: 48, d: 7168, ["opt-xxxl"]),
+        Row("66b", layers: 64, d: 9216, ["opt-xxxxl"]),
+    ];
+
+    /// <summary>A row with counts from the shape: vocabulary 50272, 2048 (+2) positions, ffn_dim = 4·d_model.</summary>
+    private static ModelInfo Row(string size, int layers, int d, string[] aliases)
+    {
+        long dm = d, m = 4L * d;
+        long perLayer = 4 * dm + (4 * dm * dm + 4 * dm) + (2 * dm * m + m + dm); // two LayerNorms, q/k/v/out, fc1/fc2
+        return new ModelInfo($"opt-{size}", $"facebook/opt-{size}", aliases, size.ToUpperInvariant(),
+            (50272L + 2048 + PositionOffset) * dm + layers * perLayer + 2 * dm, layers * (4 * dm * dm + 2 * dm * m));
+    }
+
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {
