@@ -164,3 +164,33 @@ public sealed class NeoxFamilyLoadingTests
         Assert.Equal(0.0, sd["blocks.1.attn.b_O"].abs().max().item<float>());
     }
 }
+
+/// <summary>Registry rows of the NeoX-line families: names, aliases, repositories and parameter counts.</summary>
+public sealed class NeoxFamilyRegistryTests
+{
+    [Theory]
+    // Totals as Hugging Face counts them (published: pythia-70m 70,426,624; gpt-neo-125M 125,198,592; opt-125m 125,239,296).
+    [InlineData("pythia-70m", "EleutherAI/pythia-70m", 70_426_624L, 18_874_368L)]
+    [InlineData("pythia-19m", "EleutherAI/pythia-70m", 70_426_624L, 18_874_368L)]
+    [InlineData("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped", 70_426_624L, 18_874_368L)]
+    [InlineData("gpt-neo-125M", "EleutherAI/gpt-neo-125M", 125_198_592L, 84_934_656L)]
+    [InlineData("opt-125m", "facebook/opt-125m", 125_239_296L, 84_934_656L)]
+    [InlineData("gpt-j", "EleutherAI/gpt-j-6B", 6_050_882_784L, 5_637_144_576L)]
+    public void RowsResolveWithCounts(string name, string repo, long total, long nParams)
+    {
+        var m = ModelRegistry.Resolve(name);
+        Assert.Equal((repo, total, nParams), (m.RepoId, m.TotalParameters, m.NonEmbeddingParameters));
+        Assert.True(m.IsOfficial);
+    }
+
+    [Fact]
+    public void EverySizeTheIssueNamesIsListed()
+    {
+        string[] names = ["pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b", "pythia-2.8b", "pythia-6.9b", "pythia-12b",
+            "pythia-12b-deduped", "gpt-j-6b", "gpt-neo-125m", "gpt-neo-1.3b", "gpt-neo-2.7b", "TinyStories-1M", "TinyStories-33M",
+            "TinyStories-Instruct-8M", "TinyStories-2Layers-33M", "opt-125m", "opt-1.3b", "opt-2.7b", "opt-6.7b"];
+        foreach (var n in names) Assert.True(ModelRegistry.Resolve(n).IsOfficial, n);
+        Assert.Equal("roneneldan/TinyStories-33M", ModelRegistry.Resolve("tinystories-33m").RepoId);
+        Assert.Throws<SharpLensException>(() => ModelRegistry.Resolve("opt-350m")); // post-LN + projections: not supported
+    }
+}

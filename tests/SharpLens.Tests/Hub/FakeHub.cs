@@ -15,7 +15,7 @@ namespace SharpLens.Tests.Hub;
 internal sealed class FakeHub : IDisposable
 {
     public const string Commit = "1f0e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
-    public static readonly string[] Revisions = ["main", Commit, "refs/pr/1", "v1.0"];
+    public static readonly string[] Revisions = ["main", Commit, "refs/pr/1", "v1.0", "step143000"];
 
     public sealed record RepoFile(byte[] Bytes, bool Lfs)
     {
