@@ -41,6 +41,10 @@ public sealed partial class ActivationCache
     public LabeledStack AccumulatedResid(int? layer = null, bool inclMid = false, bool applyLn = false, Slice? posSlice = null, bool mlpInput = false)
     {
         int L = ResolveLayer(layer, nameof(AccumulatedResid));
+        if (Model.Config.ParallelAttnMlp && (inclMid || mlpInput))
+            throw new SharpLensException($"AccumulatedResid({(inclMid ? "inclMid" : "mlpInput")}: true) needs hook_resid_mid, but " +
+                $"{Model.Config.ModelName} has parallel attention + MLP blocks (parallel_attn_mlp): attention and MLP both read " +
+                "resid_pre, so there is no resid_mid. Use inclMid: false, mlpInput: false (TransformerLens raises KeyError here).");
         using var scope = NewDisposeScope();
         var parts = new List<Tensor>(); var labels = new List<string>();
         for (int l = 0; l <= L; l++)

@@ -56,13 +56,15 @@ internal sealed class FamilyFixture(string name)
 
     /// <summary>
     /// The weights file holding <paramref name="variant"/>: <c>weights_file</c>, else that of the variant named by
-    /// <c>identical_params_to</c>, else null (the set stores no weights for it).
+    /// <c>identical_params_to</c>, else <c>weights_&lt;variant&gt;.safetensors</c> when the set has it (sets whose manifests
+    /// name no file store one per variant), else null (the set stores no weights for it).
     /// </summary>
     public string? WeightsFile(string variant)
     {
         var v = Manifest["model_variants"]![variant]!;
         if (v["weights_file"]?.GetValue<string>() is { } f) return f;
-        return v["identical_params_to"]?.GetValue<string>() is { } twin ? WeightsFile(twin) : null;
+        if (v["identical_params_to"]?.GetValue<string>() is { } twin) return WeightsFile(twin);
+        return HasFile($"weights_{variant}.safetensors") ? $"weights_{variant}.safetensors" : null;
     }
 
     /// <summary>The variant flags recorded in the manifest → our processing options.</summary>

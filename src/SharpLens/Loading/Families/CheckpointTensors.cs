@@ -37,4 +37,10 @@ public sealed class CheckpointTensors(IReadOnlyDictionary<string, Tensor> tensor
                 string.Join(", ", unexpected.Take(8)) + (unexpected.Count > 8 ? ", ..." : "") +
                 ". Is config.json (layers, architecture) the one that belongs to these weights?");
     }
+
+    /// <summary>An nn.Linear input projection [n_heads·d_head, d_model] → TransformerLens's [n_heads, d_model, d_head] (a view).</summary>
+    public static Tensor HeadsIn(Tensor w, long heads, long dHead) => w.view(heads, dHead, -1).permute(0, 2, 1);
+
+    /// <summary>An nn.Linear output projection [d_model, n_heads·d_head] → TransformerLens's [n_heads, d_head, d_model] (a view).</summary>
+    public static Tensor HeadsOut(Tensor w, long heads, long dHead) => w.view(-1, heads, dHead).permute(1, 2, 0);
 }

@@ -26,15 +26,15 @@ public sealed class GptJFamily : IModelFamily
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {
-        var r = new HfConfigReader(hfConfig, modelName, "GPT-J");
+        var r = new HfConfig(hfConfig, modelName);
         int d = r.Int("n_embd"), heads = r.Int("n_head");
-        int dHead = r.HeadDim("n_embd", d, "n_head", heads);
+        int dHead = r.HeadDim("n_embd", "n_head");
         // HF's class default is 64; an explicit null rotates every feature of the head.
         int rotaryDim = hfConfig.ContainsKey("rotary_dim") ? r.OptInt("rotary_dim") ?? dHead : 64;
         return new HookedTransformerConfig(
             nLayers: r.Int("n_layer"), dModel: d, nCtx: r.Int("n_positions"), dHead: dHead, nHeads: heads,
-            dVocab: r.Int("vocab_size"), dMlp: r.OptInt("n_inner") ?? 4 * d, actFn: r.String("activation_function", "gelu_new"),
-            eps: r.Double("layer_norm_epsilon", 1e-5), positionalEmbeddingType: "rotary", originalArchitecture: "GPTJForCausalLM",
+            dVocab: r.Int("vocab_size"), dMlp: r.OptInt("n_inner") ?? 4 * d, actFn: r.OptString("activation_function") ?? "gelu_new",
+            eps: r.OptDouble("layer_norm_epsilon") ?? 1e-5, positionalEmbeddingType: "rotary", originalArchitecture: "GPTJForCausalLM",
             modelName: modelName, rotaryDim: rotaryDim, rotaryAdjacentPairs: true, parallelAttnMlp: true,
             bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
     }
@@ -54,35 +54,37 @@ public sealed class GptJFamily : IModelFamily
     /// </summary>
     public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
-        var ck = new HfCheckpoint(hf, "GPT-J", "transformer.", "wte.weight");
+        var ck = new CheckpointTensors(hf, "GPT-J");
+        string p = hf.ContainsKey("transformer.wte.weight") ? "transformer." : ""; // causal-LM checkpoints prefix the base model's weights
+        Tensor Get(string name, params long[] shape) => ck.Get(p + name, shape);
         long d = cfg.DModel, h = cfg.NHeads, dh = cfg.DHead, m = cfg.DMlp;
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var wte = ck.Get("wte.weight", [cfg.DVocab, d]);
+        var wte = Get("wte.weight", [cfg.DVocab, d]);
         sd["embed.W_E"] = wte;
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string hp = $"h.{l}.", tp = $"blocks.{l}.";
-            var lnW = ck.Get(hp + "ln_1.weight", [d]);
-            var lnB = ck.Get(hp + "ln_1.bias", [d]);
+            var lnW = Get(hp + "ln_1.weight", [d]);
+            var lnB = Get(hp + "ln_1.bias", [d]);
             // The same tensors feed both norms; weight processing only reads norm weights, so sharing is safe.
             (sd[tp + "ln1.w"], sd[tp + "ln1.b"], sd[tp + "ln2.w"], sd[tp + "ln2.b"]) = (lnW, lnB, lnW, lnB);
             foreach (var (x, name) in new[] { ("Q", "q_proj"), ("K", "k_proj"), ("V", "v_proj") })
             {
-                sd[tp + "attn.W_" + x] = HfCheckpoint.HeadsIn(ck.Get(hp + $"attn.{name}.weight", [h * dh, d]), h, dh);
+                sd[tp + "attn.W_" + x] = CheckpointTensors.HeadsIn(Get(hp + $"attn.{name}.weight", [h * dh, d]), h, dh);
                 sd[tp + "attn.b_" + x] = zeros(h, dh, dtype: wte.dtype);
             }
-            sd[tp + "attn.W_O"] = HfCheckpoint.HeadsOut(ck.Get(hp + "attn.out_proj.weight", [d, h * dh]), h, dh);
+            sd[tp + "attn.W_O"] = CheckpointTensors.HeadsOut(Get(hp + "attn.out_proj.weight", [d, h * dh]), h, dh);
             sd[tp + "attn.b_O"] = zeros(d, dtype: wte.dtype);
-            sd[tp + "mlp.W_in"] = ck.Get(hp + "mlp.fc_in.weight", [m, d]).t();
-            sd[tp + "mlp.b_in"] = ck.Get(hp + "mlp.fc_in.bias", [m]);
-            sd[tp + "mlp.W_out"] = ck.Get(hp + "mlp.fc_out.weight", [d, m]).t();
-            sd[tp + "mlp.b_out"] = ck.Get(hp + "mlp.fc_out.bias", [d]);
+            sd[tp + "mlp.W_in"] = Get(hp + "mlp.fc_in.weight", [m, d]).t();
+            sd[tp + "mlp.b_in"] = Get(hp + "mlp.fc_in.bias", [m]);
+            sd[tp + "mlp.W_out"] = Get(hp + "mlp.fc_out.weight", [d, m]).t();
+            sd[tp + "mlp.b_out"] = Get(hp + "mlp.fc_out.bias", [d]);
         }
-        sd["ln_final.w"] = ck.Get("ln_f.weight", [d]);
-        sd["ln_final.b"] = ck.Get("ln_f.bias", [d]);
-        sd["unembed.W_U"] = ck.Get("lm_head.weight", [cfg.DVocabOut, d], root: true).t();
-        sd["unembed.b_U"] = ck.Get("lm_head.bias", [cfg.DVocabOut], root: true);
-        ck.RejectUnused(cfg.NLayers, IsBuffer);
+        sd["ln_final.w"] = Get("ln_f.weight", [d]);
+        sd["ln_final.b"] = Get("ln_f.bias", [d]);
+        sd["unembed.W_U"] = ck.Get("lm_head.weight", cfg.DVocabOut, d).t();
+        sd["unembed.b_U"] = ck.Get("lm_head.bias", cfg.DVocabOut);
+        ck.ThrowOnUnused($"a {cfg.NLayers}-layer model", IsBuffer);
         return sd;
     }
 }

@@ -45,12 +45,12 @@ public sealed class GptNeoFamily : IModelFamily
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {
-        var r = new HfConfigReader(hfConfig, modelName, "GPT-Neo");
+        var r = new HfConfig(hfConfig, modelName);
         int d = r.Int("hidden_size"), heads = r.Int("num_heads"), layers = r.Int("num_layers");
         return new HookedTransformerConfig(
-            nLayers: layers, dModel: d, nCtx: r.Int("max_position_embeddings"), dHead: r.HeadDim("hidden_size", d, "num_heads", heads),
+            nLayers: layers, dModel: d, nCtx: r.Int("max_position_embeddings"), dHead: r.HeadDim("hidden_size", "num_heads"),
             nHeads: heads, dVocab: r.Int("vocab_size"), dMlp: r.OptInt("intermediate_size") ?? 4 * d,
-            actFn: r.String("activation_function", "gelu_new"), eps: r.Double("layer_norm_epsilon", 1e-5),
+            actFn: r.OptString("activation_function") ?? "gelu_new", eps: r.OptDouble("layer_norm_epsilon") ?? 1e-5,
             originalArchitecture: "GPTNeoForCausalLM", modelName: modelName, useAttnScale: false,
             useLocalAttn: true, attnTypes: AttentionLayers(r, layers), windowSize: r.OptInt("window_size") ?? 256,
             bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
@@ -60,7 +60,7 @@ public sealed class GptNeoFamily : IModelFamily
     /// The per-layer attention kinds: <c>attention_layers</c> when given, else HF's expansion of <c>attention_types</c>
     /// (<c>[[["global", "local"], 12]]</c> = that pattern 12 times); one entry per layer.
     /// </summary>
-    private static List<string> AttentionLayers(HfConfigReader r, int layers)
+    private static List<string> AttentionLayers(HfConfig r, int layers)
     {
         List<string> kinds = [];
         if (r.Json["attention_layers"] is JsonArray explicitLayers)
@@ -70,13 +70,13 @@ public sealed class GptNeoFamily : IModelFamily
             foreach (var g in groups)
             {
                 if (g is not JsonArray { Count: 2 } pair || pair[0] is not JsonArray pattern || pair[1] is not JsonValue times || !times.TryGetValue(out int n))
-                    throw r.Error($"attention_types entry {g?.ToJsonString()} must be [[kinds...], count].");
+                    throw r.Error($"attention_types entry {g?.ToJsonString()} must be [[kinds...], count]");
                 for (int i = 0; i < n; i++) kinds.AddRange(pattern.Select(k => k?.ToString() ?? ""));
             }
         }
         else kinds.AddRange(Enumerable.Range(0, layers).Select(i => i % 2 == 0 ? "global" : "local")); // HF default pattern
         if (kinds.Count != layers)
-            throw r.Error($"attention layers [{string.Join(", ", kinds)}] give {kinds.Count} kinds for num_layers {layers}; need one per layer.");
+            throw r.Error($"attention layers [{string.Join(", ", kinds)}] give {kinds.Count} kinds for num_layers {layers}; need one per layer");
         return kinds;
     }
 
@@ -94,36 +94,38 @@ public sealed class GptNeoFamily : IModelFamily
     /// </summary>
     public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
-        var ck = new HfCheckpoint(hf, "GPT-Neo", "transformer.", "wte.weight");
+        var ck = new CheckpointTensors(hf, "GPT-Neo");
+        string p = hf.ContainsKey("transformer.wte.weight") ? "transformer." : ""; // causal-LM checkpoints prefix the base model's weights
+        Tensor Get(string name, params long[] shape) => ck.Get(p + name, shape);
         long d = cfg.DModel, h = cfg.NHeads, dh = cfg.DHead, m = cfg.DMlp;
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var wte = ck.Get("wte.weight", [cfg.DVocab, d]);
+        var wte = Get("wte.weight", [cfg.DVocab, d]);
         sd["embed.W_E"] = wte;
-        sd["pos_embed.W_pos"] = ck.Get("wpe.weight", [cfg.NCtx, d]);
+        sd["pos_embed.W_pos"] = Get("wpe.weight", [cfg.NCtx, d]);
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string hp = $"h.{l}.", tp = $"blocks.{l}.";
-            sd[tp + "ln1.w"] = ck.Get(hp + "ln_1.weight", [d]);
-            sd[tp + "ln1.b"] = ck.Get(hp + "ln_1.bias", [d]);
+            sd[tp + "ln1.w"] = Get(hp + "ln_1.weight", [d]);
+            sd[tp + "ln1.b"] = Get(hp + "ln_1.bias", [d]);
             foreach (var (x, name) in new[] { ("Q", "q_proj"), ("K", "k_proj"), ("V", "v_proj") })
             {
-                sd[tp + "attn.W_" + x] = HfCheckpoint.HeadsIn(ck.Get(hp + $"attn.attention.{name}.weight", [h * dh, d]), h, dh);
+                sd[tp + "attn.W_" + x] = CheckpointTensors.HeadsIn(Get(hp + $"attn.attention.{name}.weight", [h * dh, d]), h, dh);
                 sd[tp + "attn.b_" + x] = zeros(h, dh, dtype: wte.dtype);
             }
-            sd[tp + "attn.W_O"] = HfCheckpoint.HeadsOut(ck.Get(hp + "attn.attention.out_proj.weight", [d, h * dh]), h, dh);
-            sd[tp + "attn.b_O"] = ck.Get(hp + "attn.attention.out_proj.bias", [d]);
-            sd[tp + "ln2.w"] = ck.Get(hp + "ln_2.weight", [d]);
-            sd[tp + "ln2.b"] = ck.Get(hp + "ln_2.bias", [d]);
-            sd[tp + "mlp.W_in"] = ck.Get(hp + "mlp.c_fc.weight", [m, d]).t();
-            sd[tp + "mlp.b_in"] = ck.Get(hp + "mlp.c_fc.bias", [m]);
-            sd[tp + "mlp.W_out"] = ck.Get(hp + "mlp.c_proj.weight", [d, m]).t();
-            sd[tp + "mlp.b_out"] = ck.Get(hp + "mlp.c_proj.bias", [d]);
+            sd[tp + "attn.W_O"] = CheckpointTensors.HeadsOut(Get(hp + "attn.attention.out_proj.weight", [d, h * dh]), h, dh);
+            sd[tp + "attn.b_O"] = Get(hp + "attn.attention.out_proj.bias", [d]);
+            sd[tp + "ln2.w"] = Get(hp + "ln_2.weight", [d]);
+            sd[tp + "ln2.b"] = Get(hp + "ln_2.bias", [d]);
+            sd[tp + "mlp.W_in"] = Get(hp + "mlp.c_fc.weight", [m, d]).t();
+            sd[tp + "mlp.b_in"] = Get(hp + "mlp.c_fc.bias", [m]);
+            sd[tp + "mlp.W_out"] = Get(hp + "mlp.c_proj.weight", [d, m]).t();
+            sd[tp + "mlp.b_out"] = Get(hp + "mlp.c_proj.bias", [d]);
         }
-        sd["ln_final.w"] = ck.Get("ln_f.weight", [d]);
-        sd["ln_final.b"] = ck.Get("ln_f.bias", [d]);
-        sd["unembed.W_U"] = (ck.GetOptional("lm_head.weight", [cfg.DVocabOut, d], root: true) ?? wte).t();
+        sd["ln_final.w"] = Get("ln_f.weight", [d]);
+        sd["ln_final.b"] = Get("ln_f.bias", [d]);
+        sd["unembed.W_U"] = (ck.Has("lm_head.weight") ? ck.Get("lm_head.weight", cfg.DVocabOut, d) : wte).t();
         sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: wte.dtype);
-        ck.RejectUnused(cfg.NLayers, IsBuffer);
+        ck.ThrowOnUnused($"a {cfg.NLayers}-layer model", IsBuffer);
         return sd;
     }
 }

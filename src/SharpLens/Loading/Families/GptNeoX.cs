@@ -50,22 +50,22 @@ public sealed class GptNeoXFamily : IModelFamily
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {
-        var r = new HfConfigReader(hfConfig, modelName, "GPT-NeoX");
+        var r = new HfConfig(hfConfig, modelName);
         int d = r.Int("hidden_size"), heads = r.Int("num_attention_heads");
-        int dHead = r.HeadDim("hidden_size", d, "num_attention_heads", heads);
+        int dHead = r.HeadDim("hidden_size", "num_attention_heads");
         if (hfConfig["rope_scaling"] is JsonObject scaling && scaling["rope_type"]?.ToString() is not (null or "default"))
-            throw r.Error($"rope_scaling {scaling.ToJsonString()} is not supported; SharpLens runs GPT-NeoX with plain rotary embeddings (as every Pythia model).");
+            throw r.Error($"rope_scaling {scaling.ToJsonString()} is not supported; SharpLens runs GPT-NeoX with plain rotary embeddings (as every Pythia model)");
         // transformers v5 moved rotary settings into rope_parameters; older configs have rotary_pct / rotary_emb_base / rope_theta.
-        var rope = hfConfig["rope_parameters"] as JsonObject;
-        double pct = r.Double("rotary_pct", rope?["partial_rotary_factor"]?.GetValue<double>() ?? 0.25);
-        double theta = r.Double("rope_theta", r.Double("rotary_emb_base", rope?["rope_theta"]?.GetValue<double>() ?? 10000));
+        double? RopeParameter(string key) => hfConfig["rope_parameters"] is JsonObject rope ? new HfConfig(rope, modelName).OptDouble(key) : null;
+        double pct = r.OptDouble("rotary_pct") ?? RopeParameter("partial_rotary_factor") ?? 0.25;
+        double theta = r.OptDouble("rope_theta") ?? r.OptDouble("rotary_emb_base") ?? RopeParameter("rope_theta") ?? 10000;
         return new HookedTransformerConfig(
             nLayers: r.Int("num_hidden_layers"), dModel: d, nCtx: r.Int("max_position_embeddings"), dHead: dHead, nHeads: heads,
-            dVocab: r.Int("vocab_size"), dMlp: r.Int("intermediate_size"), actFn: r.String("hidden_act", "gelu"),
-            eps: r.Double("layer_norm_eps", 1e-5), positionalEmbeddingType: "rotary", originalArchitecture: "GPTNeoXForCausalLM",
+            dVocab: r.Int("vocab_size"), dMlp: r.Int("intermediate_size"), actFn: r.OptString("hidden_act") ?? "gelu",
+            eps: r.OptDouble("layer_norm_eps") ?? 1e-5, positionalEmbeddingType: "rotary", originalArchitecture: "GPTNeoXForCausalLM",
             defaultPrependBos: false, modelName: modelName,
             rotaryDim: (int)(dHead * pct), rotaryBase: theta, rotaryAdjacentPairs: false,
-            parallelAttnMlp: r.Bool("use_parallel_residual", true),
+            parallelAttnMlp: r.OptBool("use_parallel_residual") ?? true,
             bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
     }
 
@@ -84,41 +84,43 @@ public sealed class GptNeoXFamily : IModelFamily
     /// </summary>
     public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
-        var ck = new HfCheckpoint(hf, "GPT-NeoX", "gpt_neox.", "embed_in.weight");
-        bool biases = ck.Has("layers.0.attention.query_key_value.bias");
+        var ck = new CheckpointTensors(hf, "GPT-NeoX");
+        string p = hf.ContainsKey("gpt_neox.embed_in.weight") ? "gpt_neox." : ""; // causal-LM checkpoints prefix the base model's weights
+        Tensor Get(string name, params long[] shape) => ck.Get(p + name, shape);
+        bool biases = ck.Has(p + "layers.0.attention.query_key_value.bias");
         long d = cfg.DModel, h = cfg.NHeads, dh = cfg.DHead, m = cfg.DMlp;
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var embed = ck.Get("embed_in.weight", [cfg.DVocab, d]);
+        var embed = Get("embed_in.weight", [cfg.DVocab, d]);
         sd["embed.W_E"] = embed;
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string hp = $"layers.{l}.", tp = $"blocks.{l}.";
-            sd[tp + "ln1.w"] = ck.Get(hp + "input_layernorm.weight", [d]);
-            sd[tp + "ln1.b"] = ck.Get(hp + "input_layernorm.bias", [d]);
-            sd[tp + "ln2.w"] = ck.Get(hp + "post_attention_layernorm.weight", [d]);
-            sd[tp + "ln2.b"] = ck.Get(hp + "post_attention_layernorm.bias", [d]);
+            sd[tp + "ln1.w"] = Get(hp + "input_layernorm.weight", [d]);
+            sd[tp + "ln1.b"] = Get(hp + "input_layernorm.bias", [d]);
+            sd[tp + "ln2.w"] = Get(hp + "post_attention_layernorm.weight", [d]);
+            sd[tp + "ln2.b"] = Get(hp + "post_attention_layernorm.bias", [d]);
 
             // Rows (head, [q|k|v], d_head): view as [head, 3, d_head, d_model] and take q, k, v per head.
-            var qkv = ck.Get(hp + "attention.query_key_value.weight", [3 * d, d]).view(h, 3, dh, d);
-            var qkvBias = biases ? ck.Get(hp + "attention.query_key_value.bias", [3 * d]).view(h, 3, dh) : null;
+            var qkv = Get(hp + "attention.query_key_value.weight", [3 * d, d]).view(h, 3, dh, d);
+            var qkvBias = biases ? Get(hp + "attention.query_key_value.bias", [3 * d]).view(h, 3, dh) : null;
             string[] w = ["W_Q", "W_K", "W_V"], b = ["b_Q", "b_K", "b_V"];
             for (int i = 0; i < 3; i++)
             {
                 sd[tp + "attn." + w[i]] = qkv.select(1, i).permute(0, 2, 1); // [h, dh, d] → [h, d, dh]
                 sd[tp + "attn." + b[i]] = qkvBias?.select(1, i) ?? zeros(h, dh, dtype: embed.dtype);
             }
-            sd[tp + "attn.W_O"] = HfCheckpoint.HeadsOut(ck.Get(hp + "attention.dense.weight", [d, d]), h, dh);
-            sd[tp + "attn.b_O"] = biases ? ck.Get(hp + "attention.dense.bias", [d]) : zeros(d, dtype: embed.dtype);
-            sd[tp + "mlp.W_in"] = ck.Get(hp + "mlp.dense_h_to_4h.weight", [m, d]).t();
-            sd[tp + "mlp.b_in"] = ck.Get(hp + "mlp.dense_h_to_4h.bias", [m]);
-            sd[tp + "mlp.W_out"] = ck.Get(hp + "mlp.dense_4h_to_h.weight", [d, m]).t();
-            sd[tp + "mlp.b_out"] = ck.Get(hp + "mlp.dense_4h_to_h.bias", [d]);
+            sd[tp + "attn.W_O"] = CheckpointTensors.HeadsOut(Get(hp + "attention.dense.weight", [d, d]), h, dh);
+            sd[tp + "attn.b_O"] = biases ? Get(hp + "attention.dense.bias", [d]) : zeros(d, dtype: embed.dtype);
+            sd[tp + "mlp.W_in"] = Get(hp + "mlp.dense_h_to_4h.weight", [m, d]).t();
+            sd[tp + "mlp.b_in"] = Get(hp + "mlp.dense_h_to_4h.bias", [m]);
+            sd[tp + "mlp.W_out"] = Get(hp + "mlp.dense_4h_to_h.weight", [d, m]).t();
+            sd[tp + "mlp.b_out"] = Get(hp + "mlp.dense_4h_to_h.bias", [d]);
         }
-        sd["ln_final.w"] = ck.Get("final_layer_norm.weight", [d]);
-        sd["ln_final.b"] = ck.Get("final_layer_norm.bias", [d]);
-        sd["unembed.W_U"] = ck.Get("embed_out.weight", [cfg.DVocabOut, d], root: true).t(); // untied in every NeoX model
+        sd["ln_final.w"] = Get("final_layer_norm.weight", [d]);
+        sd["ln_final.b"] = Get("final_layer_norm.bias", [d]);
+        sd["unembed.W_U"] = ck.Get("embed_out.weight", cfg.DVocabOut, d).t(); // untied in every NeoX model
         sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: embed.dtype);
-        ck.RejectUnused(cfg.NLayers, IsBuffer);
+        ck.ThrowOnUnused($"a {cfg.NLayers}-layer model", IsBuffer);
         return sd;
     }
 }

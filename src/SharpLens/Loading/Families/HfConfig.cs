@@ -53,6 +53,13 @@ public sealed class HfConfig(JsonObject json, string modelName)
         var other => throw Error($"field '{key}' must be a string, got {other.ToJsonString()}"),
     };
 
+    /// <summary>d_model / n_heads from two integer fields, which must divide evenly.</summary>
+    public int HeadDim(string dModelKey, string headsKey)
+    {
+        int d = Int(dModelKey), h = Int(headsKey);
+        return h > 0 && d % h == 0 ? d / h : throw Error($"{dModelKey} {d} is not divisible by {headsKey} {h}");
+    }
+
     /// <summary>An error about this config.json.</summary>
     public SharpLensException Error(string message) => new($"config.json of '{ModelName}': {message}.");
 }

@@ -42,20 +42,20 @@ public sealed class OptFamily : IModelFamily
     /// <inheritdoc/>
     public HookedTransformerConfig CreateConfig(JsonObject hfConfig, string modelName)
     {
-        var r = new HfConfigReader(hfConfig, modelName, "OPT");
+        var r = new HfConfig(hfConfig, modelName);
         int d = r.Int("hidden_size"), heads = r.Int("num_attention_heads");
-        if (!r.Bool("do_layer_norm_before", true))
+        if (r.OptBool("do_layer_norm_before") == false)
             throw r.Error("do_layer_norm_before is false: post-LayerNorm OPT (such as facebook/opt-350m) is not supported; " +
-                "SharpLens supports pre-LayerNorm OPT (do_layer_norm_before: true), e.g. opt-125m, opt-1.3b ... opt-66b.");
+                "SharpLens supports pre-LayerNorm OPT (do_layer_norm_before: true), e.g. opt-125m, opt-1.3b ... opt-66b");
         if (r.OptInt("word_embed_proj_dim") is { } proj && proj != d)
             throw r.Error($"word_embed_proj_dim {proj} differs from hidden_size {d}: OPT with project_in/project_out embedding " +
-                "projections (such as facebook/opt-350m) is not supported; supported: word_embed_proj_dim equal to hidden_size (or absent).");
-        if (r.Bool("_remove_final_layer_norm", false))
-            throw r.Error("_remove_final_layer_norm is true: OPT without a final LayerNorm is not supported.");
+                "projections (such as facebook/opt-350m) is not supported; supported: word_embed_proj_dim equal to hidden_size (or absent)");
+        if (r.OptBool("_remove_final_layer_norm") == true)
+            throw r.Error("_remove_final_layer_norm is true: OPT without a final LayerNorm is not supported");
         return new HookedTransformerConfig(
             nLayers: r.Int("num_hidden_layers"), dModel: d, nCtx: r.Int("max_position_embeddings"),
-            dHead: r.HeadDim("hidden_size", d, "num_attention_heads", heads), nHeads: heads, dVocab: r.Int("vocab_size"),
-            dMlp: r.Int("ffn_dim"), actFn: r.String("activation_function", "relu"), eps: 1e-5, // HF's nn.LayerNorm default
+            dHead: r.HeadDim("hidden_size", "num_attention_heads"), nHeads: heads, dVocab: r.Int("vocab_size"),
+            dMlp: r.Int("ffn_dim"), actFn: r.OptString("activation_function") ?? "relu", eps: 1e-5, // HF's nn.LayerNorm default
             originalArchitecture: "OPTForCausalLM", modelName: modelName,
             bosTokenId: r.OptInt("bos_token_id"), eosTokenId: r.OptInt("eos_token_id"), padTokenId: r.OptInt("pad_token_id"));
     }
@@ -69,42 +69,44 @@ public sealed class OptFamily : IModelFamily
     /// </summary>
     public Dictionary<string, Tensor> ConvertWeights(IReadOnlyDictionary<string, Tensor> hf, HookedTransformerConfig cfg)
     {
-        var ck = new HfCheckpoint(hf, "OPT", "model.decoder.", "embed_tokens.weight");
-        bool biases = ck.Has("layers.0.self_attn.q_proj.bias"), affineNorms = ck.Has("layers.0.self_attn_layer_norm.weight");
+        var ck = new CheckpointTensors(hf, "OPT");
+        string p = hf.ContainsKey("model.decoder.embed_tokens.weight") ? "model.decoder." : ""; // causal-LM checkpoints prefix the base model's weights
+        Tensor Get(string name, params long[] shape) => ck.Get(p + name, shape);
+        bool biases = ck.Has(p + "layers.0.self_attn.q_proj.bias"), affineNorms = ck.Has(p + "layers.0.self_attn_layer_norm.weight");
         long d = cfg.DModel, h = cfg.NHeads, dh = cfg.DHead, m = cfg.DMlp;
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var embed = ck.Get("embed_tokens.weight", [cfg.DVocab, d]);
+        var embed = Get("embed_tokens.weight", [cfg.DVocab, d]);
         var type = embed.dtype;
-        Tensor Bias(string name, params long[] shape) => biases ? ck.Get(name, shape) : zeros(shape, dtype: type);
+        Tensor Bias(string name, params long[] shape) => biases ? Get(name, shape) : zeros(shape, dtype: type);
         void Norm(string hfName, string tlName)
         {
-            sd[tlName + ".w"] = affineNorms ? ck.Get(hfName + ".weight", [d]) : ones(d, dtype: type);
-            sd[tlName + ".b"] = affineNorms ? ck.Get(hfName + ".bias", [d]) : zeros(d, dtype: type);
+            sd[tlName + ".w"] = affineNorms ? Get(hfName + ".weight", [d]) : ones(d, dtype: type);
+            sd[tlName + ".b"] = affineNorms ? Get(hfName + ".bias", [d]) : zeros(d, dtype: type);
         }
 
         sd["embed.W_E"] = embed;
-        sd["pos_embed.W_pos"] = ck.Get("embed_positions.weight", [cfg.NCtx + PositionOffset, d])[PositionOffset..];
+        sd["pos_embed.W_pos"] = Get("embed_positions.weight", [cfg.NCtx + PositionOffset, d])[PositionOffset..];
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string hp = $"layers.{l}.", tp = $"blocks.{l}.";
             Norm(hp + "self_attn_layer_norm", tp + "ln1");
             foreach (var (x, name) in new[] { ("Q", "q_proj"), ("K", "k_proj"), ("V", "v_proj") })
             {
-                sd[tp + "attn.W_" + x] = HfCheckpoint.HeadsIn(ck.Get(hp + $"self_attn.{name}.weight", [h * dh, d]), h, dh);
+                sd[tp + "attn.W_" + x] = CheckpointTensors.HeadsIn(Get(hp + $"self_attn.{name}.weight", [h * dh, d]), h, dh);
                 sd[tp + "attn.b_" + x] = Bias(hp + $"self_attn.{name}.bias", h * dh).view(h, dh);
             }
-            sd[tp + "attn.W_O"] = HfCheckpoint.HeadsOut(ck.Get(hp + "self_attn.out_proj.weight", [d, h * dh]), h, dh);
+            sd[tp + "attn.W_O"] = CheckpointTensors.HeadsOut(Get(hp + "self_attn.out_proj.weight", [d, h * dh]), h, dh);
             sd[tp + "attn.b_O"] = Bias(hp + "self_attn.out_proj.bias", d);
             Norm(hp + "final_layer_norm", tp + "ln2");
-            sd[tp + "mlp.W_in"] = ck.Get(hp + "fc1.weight", [m, d]).t();
+            sd[tp + "mlp.W_in"] = Get(hp + "fc1.weight", [m, d]).t();
             sd[tp + "mlp.b_in"] = Bias(hp + "fc1.bias", m);
-            sd[tp + "mlp.W_out"] = ck.Get(hp + "fc2.weight", [d, m]).t();
+            sd[tp + "mlp.W_out"] = Get(hp + "fc2.weight", [d, m]).t();
             sd[tp + "mlp.b_out"] = Bias(hp + "fc2.bias", d);
         }
         Norm("final_layer_norm", "ln_final");
-        sd["unembed.W_U"] = (ck.GetOptional("lm_head.weight", [cfg.DVocabOut, d], root: true) ?? embed).t();
+        sd["unembed.W_U"] = (ck.Has("lm_head.weight") ? ck.Get("lm_head.weight", cfg.DVocabOut, d) : embed).t();
         sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: type);
-        ck.RejectUnused(cfg.NLayers, _ => false);
+        ck.ThrowOnUnused($"a {cfg.NLayers}-layer model");
         return sd;
     }
 }

@@ -62,7 +62,7 @@ internal sealed class Rotary : IDisposable
     {
         if (_adjacentPairs)
         {
-            var pairs = x.unflatten(-1, [_rotaryDim / 2, 2]);
+            var pairs = x.unflatten(x.dim() - 1, [_rotaryDim / 2, 2]); // TorchSharp's unflatten rejects negative dims
             return stack([-pairs.select(-1, 1), pairs.select(-1, 0)], -1).flatten(-2);
         }
         int half = _rotaryDim / 2;

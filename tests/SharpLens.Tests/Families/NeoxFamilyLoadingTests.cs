@@ -122,7 +122,7 @@ public sealed class NeoxFamilyLoadingTests
         var gptj = new GptJFamily();
         var neoxWeights = Checkpoint.LoadStateDict(Dir("tiny-neox"));
         var e = Assert.Throws<SharpLensException>(() => gptj.ConvertWeights(neoxWeights, gptj.CreateConfig(HfConfig("tiny-gptj"), "m")));
-        Assert.Contains("GPT-J checkpoint is missing parameter 'wte.weight'", e.Message);
+        Assert.Contains("GPT-J checkpoint is missing tensor 'wte.weight'", e.Message);
 
         // A config.json that disagrees with the weights (wider MLP): the shape error names tensor, shape and expectation.
         var neox = new GptNeoXFamily();
@@ -136,7 +136,7 @@ public sealed class NeoxFamilyLoadingTests
         oneLayer["num_hidden_layers"] = 1;
         var opt = new OptFamily();
         e = Assert.Throws<SharpLensException>(() => opt.ConvertWeights(Checkpoint.LoadStateDict(Dir("tiny-opt")), opt.CreateConfig(oneLayer, "m")));
-        Assert.Contains("unexpected parameter(s) for a 1-layer model", e.Message);
+        Assert.Contains("unexpected tensor(s) for a 1-layer model", e.Message);
         Assert.Contains("model.decoder.layers.1.", e.Message);
     }
 
@@ -192,5 +192,30 @@ public sealed class NeoxFamilyRegistryTests
         foreach (var n in names) Assert.True(ModelRegistry.Resolve(n).IsOfficial, n);
         Assert.Equal("roneneldan/TinyStories-33M", ModelRegistry.Resolve("tinystories-33m").RepoId);
         Assert.Throws<SharpLensException>(() => ModelRegistry.Resolve("opt-350m")); // post-LN + projections: not supported
+    }
+}
+
+/// <summary>Analysis functions on parallel-block and rotary models.</summary>
+public sealed class NeoxFamilyAnalysisTests
+{
+    [Theory]
+    [InlineData("tiny-neox")]
+    [InlineData("tiny-gptj")]
+    public void ParallelModelsHaveNoResidMidAndSayWhy(string set)
+    {
+        using var scope = NewDisposeScope();
+        using var model = HookedTransformer.FromFolder(Path.Combine(AppContext.BaseDirectory, "fixtures", set), ProcessingOptions.Default, set);
+        var (_, cache) = model.RunWithCache(tensor(new long[] { 1, 5, 9, 3 }).unsqueeze(0));
+        using (cache)
+        {
+            Assert.DoesNotContain(cache.Keys, k => k.EndsWith("hook_resid_mid", StringComparison.Ordinal));
+            var e = Assert.Throws<SharpLensException>(() => cache.AccumulatedResid(-1, inclMid: true));
+            Assert.Contains("parallel attention + MLP blocks", e.Message);
+            Assert.Contains("inclMid: false", e.Message);
+            Assert.Throws<SharpLensException>(() => cache.AccumulatedResid(1, mlpInput: true));
+            Assert.Equal(["0_pre", "1_pre", "final_post"], cache.AccumulatedResid(-1).Labels);
+            // Rotary: no positional embedding, so no pos_embed row.
+            Assert.Equal(["embed", "0_attn_out", "0_mlp_out", "1_attn_out", "1_mlp_out"], cache.DecomposeResid(-1).Labels);
+        }
     }
 }
