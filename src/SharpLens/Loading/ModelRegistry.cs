@@ -48,7 +48,7 @@ public static class ModelRegistry
         new("Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-4k-instruct", ["phi-3"], "3.8B", 3_821_079_552, 3_623_878_656),
         new("OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B", ["olmo-2-1b"], "1.5B", 1_484_916_736, 1_073_741_824),
         new("OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B", ["olmo-2-7b"], "7.3B", 7_298_617_344, 6_476_005_376),
-        .. GptNeoXFamily.Models, .. GptJFamily.Models, .. GptNeoFamily.Models, .. OptFamily.Models,
+        .. GptNeoXFamily.RegistryRows, .. GptJFamily.RegistryRows, .. GptNeoFamily.RegistryRows, .. OptFamily.RegistryRows,
     ];
 
     /// <summary>Every registered model, in registration order.</summary>

@@ -16,7 +16,7 @@ public sealed class GptJFamily : IModelFamily
     public IReadOnlyList<string> Architectures { get; } = ["GPTJForCausalLM", "GPTJModel", "gptj"];
 
     /// <summary>GPT-J-6B: 28 layers, d_model 4096, vocabulary 50400, d_mlp 16384; counts from that shape.</summary>
-    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    internal static IReadOnlyList<ModelInfo> RegistryRows { get; } =
     [
         new("gpt-j-6b", "EleutherAI/gpt-j-6B", ["gpt-j", "gptj"], "6B",
             TotalParameters: 2L * 50400 * 4096 + 50400 + 28 * (2L * 4096 + 4L * 4096 * 4096 + 2L * 4096 * 16384 + 16384 + 4096) + 2 * 4096,

@@ -15,7 +15,7 @@ public sealed class GptNeoFamily : IModelFamily
     public IReadOnlyList<string> Architectures { get; } = ["GPTNeoForCausalLM", "GPTNeoModel", "gpt_neo"];
 
     /// <summary>GPT-Neo 125M / 1.3B / 2.7B and Ronen Eldan's TinyStories models (GPT-Neo architecture, GPT-2 vocabulary).</summary>
-    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    internal static IReadOnlyList<ModelInfo> RegistryRows { get; } =
     [
         Row("gpt-neo-125m", "EleutherAI/gpt-neo-125M", "125M", layers: 12, d: 768, ["gpt-neo-small", "neo-small", "neo"]),
         Row("gpt-neo-1.3b", "EleutherAI/gpt-neo-1.3B", "1.3B", layers: 24, d: 2048, ["gpt-neo-medium", "neo-medium"]),

@@ -20,7 +20,7 @@ public sealed class GptNeoXFamily : IModelFamily
     /// Pythia (standard and <c>-deduped</c>; training checkpoints are revisions such as <c>step143000</c>) and
     /// GPT-NeoX-20B, with TransformerLens's aliases (including the names EleutherAI used before renaming the sizes).
     /// </summary>
-    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    internal static IReadOnlyList<ModelInfo> RegistryRows { get; } =
     [
         .. Pythia("70m", layers: 6, d: 512, vocab: 50304, oldName: "19m", extra: ["pythia"]),
         .. Pythia("160m", layers: 12, d: 768, vocab: 50304, oldName: "125m"),

@@ -19,7 +19,7 @@ public sealed class OptFamily : IModelFamily
     public IReadOnlyList<string> Architectures { get; } = ["OPTForCausalLM", "OPTModel", "opt"];
 
     /// <summary>The pre-LN OPT sizes (opt-350m is post-LN with projections and not listed), with TransformerLens's aliases.</summary>
-    internal static IReadOnlyList<ModelInfo> Models { get; } =
+    internal static IReadOnlyList<ModelInfo> RegistryRows { get; } =
     [
         Row("125m", layers: 12, d: 768, ["opt-small", "opt"]),
         Row("1.3b", layers: 24, d: 2048, ["opt-medium"]),
