@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using SharpLens.Analysis;
 using SharpLens.Loading;
 using SharpLens.Model;
 using SharpLens.Sae;
@@ -29,6 +30,8 @@ internal sealed class RunCommand : CliCommand
         Opt.Flag("no-bos", "do not prepend the BOS token to --prompt texts"),
         Opt.Many("sae", "DIR|org/repo/path", "splice this SAE in at its hook (repeatable; SAELens folder, Gemma Scope params.npz, or on the Hub)"),
         Opt.Many("sae-hook", "NAME", "the hook of each --sae, in order (overrides its config; needed for Gemma Scope outside its repo layout)"),
+        Opt.Choice("backward", "logit-diff", "also write every activation's gradient <hook>_grad of this metric (mean logit difference at the last position)", ["logit-diff"]),
+        Opt.Value("answers", "answers.json", "[[correct_id, incorrect_id], ...], one pair per prompt (for --backward)"),
         Opt.Flag("sae-error-term", "add each SAE's reconstruction error so the output is unchanged (SAELens's use_error_term)"),
     ];
 
@@ -50,7 +53,13 @@ internal sealed class RunCommand : CliCommand
         var saeLocations = args.Options("sae");
         var saeHooks = args.Options("sae-hook");
         bool errorTerm = args.Flag("sae-error-term");
+        string? backward = args.Option("backward"), answersFile = args.Option("answers");
         args.RejectUnknown();
+        if ((backward is null) != (answersFile is null))
+            throw new CliUsageException("--backward and --answers go together: --backward logit-diff --answers answers.json.");
+        long[][]? answers = answersFile is null ? null : ReadTokensFile(answersFile);
+        if (answers is not null && answers[0].Length != 2)
+            throw new SharpLensException($"{answersFile}: each entry must be [correct_id, incorrect_id], got {answers[0].Length} ids.");
         if (saeLocations.Count == 0 && (saeHooks.Count > 0 || errorTerm))
             throw new CliUsageException("--sae-hook and --sae-error-term need --sae.");
         if ((tokensFile is null) == (prompts.Count == 0))
@@ -68,7 +77,7 @@ internal sealed class RunCommand : CliCommand
         try
         {
             foreach (var sae in saes) model.AddSae(sae, errorTerm);
-            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, stdout);
+            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, stdout);
         }
         finally
         {
@@ -79,7 +88,7 @@ internal sealed class RunCommand : CliCommand
     }
 
     private static void Export(HookedTransformer model, string modelName, string outPath, long[][]? ids, IReadOnlyList<string> prompts, bool noBos,
-        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, TextWriter stdout)
+        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, TextWriter stdout)
     {
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
@@ -92,7 +101,19 @@ internal sealed class RunCommand : CliCommand
             var batch = model.ToTokens(prompts, prependBos: !noBos);
             tokens = batch.Tokens; mask = batch.AttentionMask;
         }
-        var (logits, cache) = model.RunWithCache(tokens, names is null ? null : names.IsMatch, attentionMask: mask);
+        Func<Tensor, Tensor>? metric = null;
+        if (answers is not null)
+        {
+            if (answers.Length != tokens.shape[0])
+                throw new SharpLensException($"--answers has {answers.Length} pairs but there are {tokens.shape[0]} prompts; give one [correct_id, incorrect_id] per prompt.");
+            if (answers.SelectMany(a => a).FirstOrDefault(id => id < 0 || id >= model.Config.DVocabOut, -1) is var bad and not -1)
+                throw new SharpLensException($"--answers: token id {bad} is outside the vocabulary [0, {model.Config.DVocabOut}).");
+            var answerTensor = tensor(answers.SelectMany(a => a).ToArray(), [answers.Length, 2], ScalarType.Int64);
+            var finalPositions = mask is null ? null : mask.sum(1) - 1; // right padding: each prompt's last real token
+            metric = l => LogitDiff.Mean(l, answerTensor, finalPositions);
+        }
+        var (logits, cache) = model.RunWithCache(tokens, names is null ? null : names.IsMatch, attentionMask: mask,
+            includeBackward: metric is not null, metric: metric);
         using (cache)
         {
             if (names is not null && cache.Count == 0)
@@ -104,6 +125,11 @@ internal sealed class RunCommand : CliCommand
                 ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
                 ["producer"] = "SharpLens",
             };
+            if (metric is not null)
+            {
+                metadata["backward"] = "logit-diff";
+                metadata["metric"] = metric(logits).item<float>().ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+            }
             if (saes.Count > 0)
             {
                 metadata["saes"] = string.Join(",", saes.Select(s => s.HookName));
