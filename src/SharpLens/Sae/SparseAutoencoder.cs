@@ -116,7 +116,8 @@ public sealed partial class SparseAutoencoder : IHookModule, IDisposable
     public Tensor Forward(Tensor x)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        using var scope = NewDisposeScope();
+        // No dispose scope of its own: like the model's components, intermediates live in the forward pass's scope
+        // (a gradient run keeps leaves made at the SAE's hook points until its backward pass).
         var acts = EncodeCore(x, hooks: true, out var norm, out var shape);
         var output = DecodeCore(acts, norm, shape, hooks: true);
         if (UseErrorTerm)
@@ -126,7 +127,7 @@ public sealed partial class SparseAutoencoder : IHookModule, IDisposable
                 error = x - DecodeCore(EncodeCore(x, hooks: false, out var n2, out _), n2, shape, hooks: false);
             output = output + HookSaeError.Apply(error);
         }
-        return HookSaeOutput.Apply(output).MoveToOuterDisposeScope();
+        return HookSaeOutput.Apply(output);
     }
 
     /// <summary>An activation at the hook as the SAE sees it: hook_z flattened to [..., d_in] (width checked).</summary>

@@ -182,3 +182,38 @@ public sealed class SaeOptInHookTests
         Assert.False(model.Config.UseHookMlpIn);
     }
 }
+
+/// <summary>Gradients flow through a spliced SAE (attribution to features).</summary>
+public sealed class SaeGradientTests
+{
+    [Fact]
+    public void FeatureGradientsAreTheHookGradientThroughTheDecoder()
+    {
+        const string name = "standard_blocks.0.hook_resid_post";
+        using var model = SaeGolden.Model();
+        using var sae = SaeGolden.Load(name);
+        using var scope = NewDisposeScope();
+        var tokens = SaeGolden.T("tokens");
+        var answers = SaeGolden.T("answer_tokens");
+        Tensor Metric(Tensor logits) =>
+            (logits.select(1, -1).gather(-1, answers.narrow(1, 0, 1)) - logits.select(1, -1).gather(-1, answers.narrow(1, 1, 1))).mean();
+        var (_, clean) = model.RunWithCache(tokens, [sae.HookName], includeBackward: true, metric: Metric);
+        model.AddSae(sae, useErrorTerm: true);
+        try
+        {
+            var (_, spliced) = model.RunWithCache(tokens, includeBackward: true, metric: Metric);
+            using (clean)
+            using (spliced)
+            {
+                var hookGrad = clean[sae.HookName + "_grad"];
+                Golden.AssertClose(hookGrad, spliced[sae.HookName + ".hook_sae_output_grad"], "output grad = clean hook grad");
+                Golden.AssertClose(hookGrad.matmul(sae.W_dec.t()), spliced[sae.HookName + ".hook_sae_acts_post_grad"], "feature grads");
+                Assert.True(spliced[sae.HookName + ".hook_sae_acts_post_grad"].abs().max().item<float>() > 1e-4);
+            }
+        }
+        finally
+        {
+            model.ResetSaes();
+        }
+    }
+}
