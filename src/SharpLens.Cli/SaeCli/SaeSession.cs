@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpLens.Cli.Commands;
 using SharpLens.Cli.Dla;
@@ -118,9 +117,7 @@ internal static class SaeSession
     internal static Tensor ReadAnswers(HookedTransformer model, string path, int batch)
     {
         if (!File.Exists(path)) throw new SharpLensException($"Answers file '{path}' does not exist.");
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new SharpLensException($"{path}: invalid JSON ({e.Message})."); }
+        var root = JsonInput.ParseFileNode(path);
         if (root is not JsonArray arr || arr.Count != batch)
             throw new SharpLensException($"{path}: expected a JSON array with one answer pair per prompt ({batch}), e.g. [[5, 7]] or [{{\"correct\": \" Mary\", \"incorrect\": \" John\"}}].");
         var ids = new long[batch * 2];

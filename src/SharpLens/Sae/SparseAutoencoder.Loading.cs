@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SharpLens.Loading;
@@ -73,9 +72,7 @@ public sealed partial class SparseAutoencoder
     private static SparseAutoencoder FromSaeLens(string folder, string? hookName)
     {
         string cfgPath = Path.Combine(folder, ConfigFile);
-        JsonObject json;
-        try { json = JsonNode.Parse(File.ReadAllText(cfgPath)) as JsonObject ?? throw new SharpLensException($"{cfgPath}: not a JSON object."); }
-        catch (JsonException e) { throw new SharpLensException($"{cfgPath}: invalid JSON ({e.Message})."); }
+        var json = JsonInput.ParseFileNode(cfgPath) as JsonObject ?? throw new SharpLensException($"{cfgPath}: expected a JSON object (SAELens's cfg.json).");
         var config = SaeConfig.FromJson(json, cfgPath, hookName);
         using var scope = NewDisposeScope();
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
