@@ -18,7 +18,7 @@ public sealed class FamilyCliTests
     [InlineData("tiny-olmo2")]
     public void RunDlaAndGenerateMatchTheRealModel(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         string dir = TempDir();
         try
         {

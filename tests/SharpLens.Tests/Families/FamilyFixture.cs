@@ -80,7 +80,37 @@ internal sealed class FamilyFixture(string name)
         };
     }
 
-    public HookedTransformer Model(string variant = "processed") => HookedTransformer.FromFolder(Dir, Options(variant), Name);
+    /// <summary>Whether the manifest records a TransformerLens bug for this set (<c>tl_bug</c>).</summary>
+    public bool HasTlBug => Manifest["tl_bug"] is JsonObject;
+
+    public Tensor Tensor(string file, string name)
+    {
+        using var f = SafetensorsFile.Open(Expected(file));
+        return f.Read(name);
+    }
+
+    /// <summary>
+    /// The model of a processing variant. <paramref name="asTransformerLens"/> loads it from a copy of the folder whose
+    /// config.json carries TransformerLens's faulty values (<c>act_fn</c> / <c>attn_types</c> of <c>tl_config_unprocessed</c>),
+    /// so the <c>tl_bug</c> entries can be matched too; without a recorded bug it is the plain model.
+    /// </summary>
+    public HookedTransformer Model(string variant = "processed", bool asTransformerLens = false)
+    {
+        if (!asTransformerLens || !HasTlBug) return HookedTransformer.FromFolder(Dir, Options(variant), Name);
+        string dir = Directory.CreateTempSubdirectory($"sharplens-tl-{Name}-").FullName;
+        try
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "config.json")))!.AsObject();
+            var tl = Manifest["tl_config_unprocessed"]!.AsObject();
+            config["hidden_activation"] = tl["act_fn"]!.GetValue<string>();
+            if (tl["attn_types"] is JsonArray types)
+                config["layer_types"] = new JsonArray(types.Select(t => (JsonNode?)(t!.GetValue<string>() == "local" ? "sliding_attention" : "full_attention")).ToArray());
+            File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+            File.Copy(Path.Combine(Dir, "model.safetensors"), Path.Combine(dir, "model.safetensors"));
+            return HookedTransformer.FromFolder(dir, Options(variant), Name);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 
     public override string ToString() => Name;
 }

@@ -20,7 +20,7 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [MemberData(nameof(Sets))]
     public void WeightsMatchTransformerLens(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         foreach (var (variant, file) in new[] { ("none", "weights_none.safetensors"), ("processed", "weights_processed.safetensors") })
         {
             using var scope = NewDisposeScope();
@@ -35,14 +35,14 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [MemberData(nameof(Sets))]
     public void LogitsAndLossesMatch(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         using var scope = NewDisposeScope();
         var tokens = g.Input("tokens");
         var expected = g.Load("logits.safetensors");
         int checkedEntries = 0;
         foreach (var variant in new[] { "none", "fold_ln", "processed" }.Where(v => expected.ContainsKey("logits_" + v)))
         {
-            bool tl = g.Entries("logits.safetensors").Any(e => e["name"]!.GetValue<string>() == "logits_" + variant && GoldenSet.IsTlBug(e));
+            bool tl = g.Entries("logits.safetensors").Any(e => e["name"]!.GetValue<string>() == "logits_" + variant && e["tl_bug"]?.GetValue<bool>() == true);
             using var model = g.Model(variant, asTransformerLens: tl);
             var both = model.Forward(tokens, ReturnType.Both);
             Close(expected["logits_" + variant], both.Logits!, $"{set} logits_{variant}");
@@ -76,7 +76,7 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [MemberData(nameof(Sets))]
     public void CachesMatchInForwardOrder(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         var runs = new List<(string File, string Variant, bool Tl)> { ("cache_none.safetensors", "none", g.HasTlBug) };
         runs.Add(g.HasTlBug ? ("cache_processed_hf_semantics.safetensors", "processed", false) : ("cache_processed.safetensors", "processed", false));
         foreach (var (file, variant, tl) in runs)
@@ -85,7 +85,7 @@ public sealed class GemmaPhi3Olmo2GoldenTests
             using var model = g.Model(variant, asTransformerLens: tl);
             var (logits, cache) = model.RunWithCache(g.Input("tokens"));
             using var _ = cache;
-            Assert.Equal(g.StringList("hook_names_in_order"), cache.Keys);
+            Assert.Equal(g.Strings("hook_names_in_order"), cache.Keys);
             var expected = g.Load(file);
             Assert.Equal(expected.Count, cache.Keys.Count());
             foreach (var (name, t) in expected) Close(t, cache[name], $"{set} {file}:{name}");
@@ -101,14 +101,14 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [InlineData("tiny-olmo2")]
     public void OptionalHooksMatch(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         using var scope = NewDisposeScope();
         using var model = g.Model();
         var plain = model.Forward(g.Input("tokens"));
         model.Config.UseAttnResult = true; model.Config.UseSplitQkvInput = true; model.Config.UseHookMlpIn = true;
         var (logits, cache) = model.RunWithCache(g.Input("tokens"));
         using var _ = cache;
-        Assert.Equal(g.StringList("hook_names_with_optional_hooks"), cache.Keys);
+        Assert.Equal(g.Strings("hook_names_with_optional_hooks"), cache.Keys);
         foreach (var (name, t) in g.Load("cache_processed_optional_hooks.safetensors").Where(kv => !kv.Key.StartsWith("attn_in_run.", StringComparison.Ordinal)))
             Close(t, cache[name], $"{set} optional:{name}");
         Close(plain, logits, $"{set} logits unchanged by optional hooks");
@@ -118,7 +118,7 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [MemberData(nameof(Sets))]
     public void SeedDlaQuantitiesMatch(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         using var scope = NewDisposeScope();
         using var model = g.Model(asTransformerLens: g.HasTlBug);
         var answers = g.Input("answer_tokens");
@@ -178,7 +178,7 @@ public sealed class GemmaPhi3Olmo2GoldenTests
     [MemberData(nameof(Sets))]
     public void GreedyGenerationMatches(string set)
     {
-        var g = new GoldenSet(set);
+        var g = new FamilyFixture(set);
         using var scope = NewDisposeScope();
         var prompt = g.Input("generate_input");
         var expected = g.Load("generate.safetensors");

@@ -110,7 +110,7 @@ public sealed class LlamaFamily : IModelFamily
             actFn: hf.OptString("hidden_act") ?? "silu", normalizationType: "RMS", eps: hf.OptDouble("rms_norm_eps") ?? 1e-6,
             positionalEmbeddingType: "rotary", originalArchitecture: variant.Architecture, defaultPrependBos: variant.DefaultPrependBos,
             modelName: modelName, initializerRange: hf.OptDouble("initializer_range") ?? 0.02,
-            bosTokenId: TokenId(hf, "bos_token_id"), eosTokenId: TokenId(hf, "eos_token_id"), padTokenId: TokenId(hf, "pad_token_id"),
+            bosTokenId: hf.TokenId("bos_token_id"), eosTokenId: hf.TokenId("eos_token_id"), padTokenId: hf.TokenId("pad_token_id"),
             nKeyValueHeads: variant.AlwaysGroupedQueryNames || kvHeads != nHeads ? kvHeads : null,
             rotaryBase: theta, useNTKByPartsRope: ntk is not null,
             nTKByPartsFactor: ntk?.Factor ?? 8, nTKByPartsLowFreqFactor: ntk?.Low ?? 1, nTKByPartsHighFreqFactor: ntk?.High ?? 4,
@@ -182,9 +182,6 @@ public sealed class LlamaFamily : IModelFamily
         return Variants.First(v => names.Contains(v.Architecture) || names.Contains(v.ModelType));
     }
 
-    /// <summary>A token id, or the first of a list (Llama 3 Instruct lists two EOS ids).</summary>
-    private static int? TokenId(HfConfig hf, string key) =>
-        hf.Json[key] is JsonArray arr ? arr.Count == 0 ? null : arr[0]!.GetValue<int>() : hf.OptInt(key);
 
     private sealed record NtkScaling(double Factor, double Low, double High, int Original);
 
