@@ -83,26 +83,25 @@ internal sealed class PatchCommand : CliCommand
         if (correlation is not null)
             stdout.WriteLine($"attribution vs exact: Pearson r {correlation.Pearson.ToString("F4", CultureInfo.InvariantCulture)}, max |diff| {correlation.MaxAbsDiff.ToString("F4", CultureInfo.InvariantCulture)}");
 
-        if (json is not null)
-        {
-            var o = ToJson(kindName, result.Axes, ToJson(values), cleanMetric, corruptedMetric);
-            o["method"] = method;
-            o["direction"] = directionName;
-            if (correlation is not null)
+        DlaOutput.WriteOutputs(stdout,
+            (json, () =>
             {
-                o["exact_values"] = ToJson(exact!.Values);
-                o["correlation"] = new JsonObject { ["pearson"] = double.IsNaN(correlation.Pearson) ? null : correlation.Pearson, ["max_abs_diff"] = correlation.MaxAbsDiff };
-            }
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
-            stdout.WriteLine($"wrote {json}");
-        }
-        if (report is not null)
-        {
-            var r = BuildReport(model, modelName, $"{kindName}, {method}, {directionName}", result.Axes, values, cleanMetric, corruptedMetric, cleanPrompts[0]);
-            if (compare) AddFigures(r, model, $"{kindName}, exact, {directionName}", exact!.Axes, exact.Values, cleanPrompts[0]);
-            r.Save(report);
-            stdout.WriteLine($"wrote {report}");
-        }
+                var o = ToJson(kindName, result.Axes, ToJson(values), cleanMetric, corruptedMetric);
+                o["method"] = method;
+                o["direction"] = directionName;
+                if (correlation is not null)
+                {
+                    o["exact_values"] = ToJson(exact!.Values);
+                    o["correlation"] = new JsonObject { ["pearson"] = double.IsNaN(correlation.Pearson) ? null : correlation.Pearson, ["max_abs_diff"] = correlation.MaxAbsDiff };
+                }
+                return DlaOutput.ToJsonText(o);
+            }),
+            (report, () =>
+            {
+                var r = BuildReport(model, modelName, $"{kindName}, {method}, {directionName}", result.Axes, values, cleanMetric, corruptedMetric, cleanPrompts[0]);
+                if (compare) AddFigures(r, model, $"{kindName}, exact, {directionName}", exact!.Axes, exact.Values, cleanPrompts[0]);
+                return r.Render();
+            }));
         return Task.FromResult(0);
     }
 

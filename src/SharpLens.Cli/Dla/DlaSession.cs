@@ -27,17 +27,10 @@ internal static class DlaSession
         var result = DirectLogitAttribution.Run(model, tokens, answers, lengths, o.TopK, o.PatternPrompt, new SyncProgress<string>(m => stderr.WriteLine($"[sharplens] {m}")));
 
         DlaOutput.PrintTables(stdout, prompts, result);
-        // Outputs are written only after everything succeeded, each atomically.
-        if (o.JsonPath is not null)
-        {
-            DlaOutput.WriteAtomic(o.JsonPath, DlaOutput.ToJsonText(DlaOutput.ToJson(model, o.Model, prompts, result)));
-            stdout.WriteLine($"wrote {o.JsonPath}");
-        }
-        if (o.ReportPath is not null)
-        {
-            DlaReport.Build(model, o.Model, title, prompts, result).Save(o.ReportPath);
-            stdout.WriteLine($"wrote {o.ReportPath}");
-        }
+        // Outputs are written only after everything succeeded, together: all or none.
+        DlaOutput.WriteOutputs(stdout,
+            (o.JsonPath, () => DlaOutput.ToJsonText(DlaOutput.ToJson(model, o.Model, prompts, result))),
+            (o.ReportPath, () => DlaReport.Build(model, o.Model, title, prompts, result).Render()));
         return 0;
     }
 }

@@ -54,16 +54,9 @@ internal static class SaeSession
         var summary = Analyse(model, o.Model, sae, tokens, answers, o.TopK, stderr);
 
         SaeOutput.Print(stdout, summary, o.TopK);
-        if (o.JsonPath is not null)
-        {
-            DlaOutput.WriteAtomic(o.JsonPath, DlaOutput.ToJsonText(SaeOutput.ToJson(summary)));
-            stdout.WriteLine($"wrote {o.JsonPath}");
-        }
-        if (o.ReportPath is not null)
-        {
-            SaeOutput.Report(summary, o.TopK).Save(o.ReportPath);
-            stdout.WriteLine($"wrote {o.ReportPath}");
-        }
+        DlaOutput.WriteOutputs(stdout,
+            (o.JsonPath, () => DlaOutput.ToJsonText(SaeOutput.ToJson(summary))),
+            (o.ReportPath, () => SaeOutput.Report(summary, o.TopK).Render()));
         return 0;
     }
 

@@ -9,30 +9,59 @@ public static class AtomicFile
     private static readonly HashSet<string> InProgress = [];
     private static bool _aborted;
 
-    /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically.</summary>
-    public static void Write(string path, Action<Stream> write)
+    /// <summary>
+    /// Writes <paramref name="path"/> through <paramref name="write"/>, atomically. A file-system failure (folder
+    /// missing or read-only, target is a folder, disk full) is a <see cref="SharpLensException"/> naming the file.
+    /// </summary>
+    public static void Write(string path, Action<Stream> write) => WriteAll([(path, write)]);
+
+    /// <summary>
+    /// Writes several outputs of one run as a unit: every file is first written completely to its temporary file, and
+    /// only then are they all renamed into place. If any write fails, none of the targets is touched, so a failure
+    /// midway never leaves one output of the run beside a missing other.
+    /// </summary>
+    public static void WriteAll(IReadOnlyList<(string Path, Action<Stream> Write)> files)
     {
-        string full = Path.GetFullPath(path);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        lock (InProgress)
-        {
-            if (_aborted) throw new OperationCanceledException($"Not writing {path}: the process is being interrupted.");
-            InProgress.Add(tmp);
-        }
+        var staged = new List<(string Path, string Full, string Tmp)>();
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-                write(fs);
-            File.Move(tmp, full, overwrite: true);
+            foreach (var (path, write) in files)
+            {
+                string full = Path.GetFullPath(path);
+                if (Directory.Exists(full)) throw new SharpLensException($"Cannot write '{path}': it is a folder.");
+                string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+                lock (InProgress)
+                {
+                    if (_aborted) throw new OperationCanceledException($"Not writing {path}: the process is being interrupted.");
+                    InProgress.Add(tmp);
+                }
+                staged.Add((path, full, tmp));
+                IoErrors(path, () =>
+                {
+                    using var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+                    write(fs);
+                });
+            }
+            foreach (var (path, full, tmp) in staged) IoErrors(path, () => File.Move(tmp, full, overwrite: true));
         }
         catch
         {
-            File.Delete(tmp);
+            foreach (var (_, _, tmp) in staged)
+                try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
         finally
         {
-            lock (InProgress) InProgress.Remove(tmp);
+            lock (InProgress) foreach (var (_, _, tmp) in staged) InProgress.Remove(tmp);
+        }
+    }
+
+    private static void IoErrors(string path, Action io)
+    {
+        try { io(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SharpLensException($"Cannot write '{path}': {e.Message}", e);
         }
     }
 
