@@ -53,6 +53,12 @@ public static class SweepAnalyses
                 o["identity_error"] = r.IdentityError;
                 o["identity_error_with_bias"] = r.IdentityErrorWithBias;
                 o["bias_term"] = r.BiasTerm;
+                o["logit_soft_cap"] = r.LogitSoftCap;
+                o["uncapped_avg_logit_diff"] = r.UncappedAvgLogitDiff;
+                o["identity_error_with_bias_uncapped"] = r.IdentityErrorWithBiasUncapped;
+                o["decomposition_sum_error"] = r.DecompositionSumError;
+                o["head_sum_error"] = r.HeadSumError;
+                o["notes"] = new JsonArray(r.Notes.Select(n => (JsonNode)n).ToArray());
                 o["accumulated_labels"] = new JsonArray(r.AccumulatedLabels.Select(l => (JsonNode)l).ToArray());
                 o["accumulated"] = Numbers(r.AccumulatedLogitDiffs.Select(v => (double)v));
                 o["decomposed_labels"] = new JsonArray(r.DecomposedLabels.Select(l => (JsonNode)l).ToArray());
@@ -123,6 +129,12 @@ public static class SweepAnalyses
             TopHeads = DirectLogitAttribution.TopHeads(headArr, topK),
             TopHeadPatterns = [],
             PatternPrompt = 0,
+            LogitSoftCap = items[0]["logit_soft_cap"]?.GetValue<double>(),
+            UncappedAvgLogitDiff = (float)Scalar("uncapped_avg_logit_diff"),
+            IdentityErrorWithBiasUncapped = Scalar("identity_error_with_bias_uncapped"),
+            DecompositionSumError = items.Max(o => o["decomposition_sum_error"]!.GetValue<double>()),
+            HeadSumError = items.Max(o => o["head_sum_error"]!.GetValue<double>()),
+            Notes = items.SelectMany(o => Labels(o, "notes")).Distinct().ToList(),
         };
     }
 
