@@ -116,7 +116,7 @@ public static class DirectLogitAttribution
             var biasTerm = (bU.index_select(0, answerTokens[.., 0]) - bU.index_select(0, answerTokens[.., 1])).mean();
 
             progress?.Report("accumulated and decomposed residual stream");
-            var (accStack, accLabels) = cache.AccumulatedResid(-1, inclMid: true);
+            var (accStack, accLabels) = cache.AccumulatedResid(-1, inclMid: !model.Config.ParallelAttnMlp); // parallel blocks have no resid_mid
             var acc = Project(accStack);
             var (decStack, decLabels) = cache.DecomposeResid(-1);
             var dec = Project(decStack);

@@ -52,4 +52,31 @@ public sealed class NeoxFamilyCliTests
         Assert.True(code == 0, stderr);
         Assert.Contains(string.Join(", ", expected), stdout);
     }
+
+    [Theory]
+    [InlineData("tiny-gptj")]
+    [InlineData("tiny-neo")]
+    public void DlaWithTokenIdsGivesTransformerLensLogitDiffs(string set)
+    {
+        var fx = new FamilyFixture(set);
+        string dir = TempDir();
+        try
+        {
+            using var scope = NewDisposeScope();
+            var tokens = fx.Input("tokens"); var answers = fx.Input("answer_tokens");
+            var prompts = Enumerable.Range(0, 4).Select(b => new
+            {
+                tokens = tokens[b].data<long>().ToArray(), correct_id = answers[b, 0].item<long>(), incorrect_id = answers[b, 1].item<long>(),
+            });
+            string promptsPath = Path.Combine(dir, "prompts.json"), jsonPath = Path.Combine(dir, "dla.json");
+            File.WriteAllText(promptsPath, JsonSerializer.Serialize(prompts));
+            var (code, _, stderr) = Run("dla", "--model", fx.Dir, "--prompts", promptsPath, "--json", jsonPath);
+            Assert.True(code == 0, stderr);
+            using var doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+            var actual = doc.RootElement.GetProperty("prompts").EnumerateArray().Select(p => p.GetProperty("logit_diff").GetDouble()).ToArray();
+            var expected = fx.Load("dla.safetensors")["og_logit_diff_per_prompt"];
+            Golden.AssertClose(expected, tensor(actual.Select(x => (float)x).ToArray()), $"{set} dla logit diffs");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
