@@ -32,6 +32,7 @@ internal static class CliApp
         new IoiCommand(),
         new DlaCommand(),
         new PatchCommand(),
+        new AttributeCommand(),
         new GenerateCommand(),
         new RunCommand(),
         new SaeCommand(),
