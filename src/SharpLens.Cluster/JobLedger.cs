@@ -18,6 +18,8 @@ public sealed class ItemRecord
     [Id(5)] public string? Result { get; set; }
     /// <summary>Results that arrived after one was recorded (ignored; a retried item's first worker came back).</summary>
     [Id(6)] public int LateResults { get; set; }
+    /// <summary>Times computing the item threw (an error, not a lost worker).</summary>
+    [Id(7)] public int Failures { get; set; }
 
     /// <summary>True once a result is recorded.</summary>
     public bool Done => Result is not null;
@@ -40,6 +42,11 @@ public sealed class JobLedger
     [Id(2)] public List<string> WorkersSeen { get; set; } = [];
     /// <summary>Refusal messages (version / model mismatch), latest last.</summary>
     [Id(3)] public List<string> Refusals { get; set; } = [];
+    /// <summary>Why the job failed (an item failed <see cref="MaxFailures"/> times), or null.</summary>
+    [Id(4)] public string? Error { get; set; }
+
+    /// <summary>Failures of one item after which the job fails instead of retrying a deterministic error forever.</summary>
+    public const int MaxFailures = 3;
 
     /// <summary>Starts the job; submitting the same job again is a no-op, a different spec under the same id an error.</summary>
     public void Submit(SweepSpec spec)
@@ -72,6 +79,7 @@ public sealed class JobLedger
             if (!Refusals.Contains(why)) Refusals.Add(why);
             return null;
         }
+        if (Error is not null) return null;
         Reclaim(nowUtc, siloAlive);
         int i = Items.FindIndex(r => !r.Done && r.LeasedTo is null);
         if (i < 0) return null;
@@ -98,6 +106,19 @@ public sealed class JobLedger
     {
         var rec = Record(item);
         if (!rec.Done && rec.LeasedTo == workerId) { rec.LeasedTo = null; rec.LeaseSilo = null; }
+    }
+
+    /// <summary>
+    /// Records that computing an item threw: the item goes back to the queue, and after <see cref="MaxFailures"/>
+    /// failures the whole job fails with <paramref name="error"/> (the same input would fail the same way again).
+    /// </summary>
+    public void Fail(int item, string workerId, string error)
+    {
+        var rec = Record(item);
+        if (rec.Done) return;
+        if (rec.LeasedTo == workerId) { rec.LeasedTo = null; rec.LeaseSilo = null; }
+        if (++rec.Failures >= MaxFailures && Error is null)
+            Error = $"work item {item} failed {rec.Failures} times; last error (worker {workerId}): {error}";
     }
 
     /// <summary>Records an item's result; true the first time, false (ignored) for any later result of the same item.</summary>
@@ -140,6 +161,7 @@ public sealed class JobLedger
         Refusals = Enumerable.Reverse(Refusals).ToArray(),
         Completions = Items.Select(r => r.Done ? 1 : 0).ToArray(),
         LateResults = Items.Sum(r => r.LateResults),
+        Error = Error,
     };
 
     /// <summary>Every item's result in dataset order (the job must be finished).</summary>

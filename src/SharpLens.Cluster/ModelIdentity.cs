@@ -28,6 +28,16 @@ public static partial class ModelIdentity
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(lines.ToString())));
     }
 
+    /// <summary>The hash of an SAE location: the content of a local folder or file; a Hub location as written.</summary>
+    public static string HashSae(string location) =>
+        Directory.Exists(location) ? Hash(location, noProcessing: true)
+        : File.Exists(location) ? FileHash(location)
+        : "hub:" + location;
+
+    /// <summary>One hash for a model and what is spliced into it.</summary>
+    public static string Combine(string modelHash, string saeHash) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(modelHash + "+" + saeHash)));
+
     private static string FileHash(string path)
     {
         using var s = File.OpenRead(path);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpLens.Analysis;
 using SharpLens.Model;
+using SharpLens.Sae;
 using static TorchSharp.torch;
 
 namespace SharpLens.Cluster;
@@ -22,7 +23,7 @@ public sealed record PatchSweepResult(string[] Axes, long[] Shape, double[] Valu
 public static class SweepAnalyses
 {
     /// <summary>Runs work item <paramref name="item"/> of <paramref name="spec"/> on <paramref name="model"/>; the result is JSON.</summary>
-    public static string RunItem(HookedTransformer model, SweepSpec spec, int item)
+    public static string RunItem(HookedTransformer model, SweepSpec spec, int item, SparseAutoencoder? sae = null)
     {
         var prompts = spec.ItemPrompts(item);
         using var scope = NewDisposeScope();
@@ -64,6 +65,26 @@ public static class SweepAnalyses
                 o["decomposed_labels"] = new JsonArray(r.DecomposedLabels.Select(l => (JsonNode)l).ToArray());
                 o["decomposed"] = Numbers(r.DecomposedLogitDiffs.Select(v => (double)v));
                 o["heads"] = Numbers(r.HeadLogitDiffs.Cast<float>().Select(v => (double)v));
+                break;
+            }
+            case SweepAnalysis.SaeStats:
+            {
+                if (sae is null) throw new SharpLensException("An SAE statistics sweep needs an SAE (--sae).");
+                var (tokens, lengths) = PromptTensors.RightPadded(prompts.Select(p => p.Ids).ToList(), PromptTensors.PadId(model));
+                var real = (arange(tokens.shape[1]).unsqueeze(0) < tensor(lengths.Select(l => (long)l).ToArray()).unsqueeze(1)); // [b, p]
+                string actsName = sae.HookName + ".hook_sae_acts_post";
+                bool padded = lengths.Any(l => l != tokens.shape[1]);
+                var (_, cache) = model.RunWithCacheWithSaes(tokens, [sae], namesFilter: n => n == actsName,
+                    attentionMask: padded ? real.to_type(ScalarType.Int64) : null);
+                using (cache)
+                {
+                    var acts = cache[actsName].masked_select(real.unsqueeze(-1)).view(-1, sae.Config.DSae); // [real tokens, d_sae]
+                    var fires = acts.gt(0).to_type(ScalarType.Float64);
+                    o["tokens"] = acts.shape[0];
+                    o["fire_counts"] = Numbers(fires.sum(0L).data<double>().ToArray());
+                    o["activation_sums"] = Numbers(acts.to_type(ScalarType.Float64).sum(0L).data<double>().ToArray());
+                    o["l0_sum"] = fires.sum().item<double>();
+                }
                 break;
             }
             default:
@@ -135,6 +156,44 @@ public static class SweepAnalyses
             DecompositionSumError = items.Max(o => o["decomposition_sum_error"]!.GetValue<double>()),
             HeadSumError = items.Max(o => o["head_sum_error"]!.GetValue<double>()),
             Notes = items.SelectMany(o => Labels(o, "notes")).Distinct().ToList(),
+        };
+    }
+
+    /// <summary>Merges an SAE statistics sweep: firing counts and activation sums add up over items.</summary>
+    public static JsonObject MergeSaeStats(IReadOnlyList<string> itemResults, SweepSpec spec, SaeConfig sae, int topK)
+    {
+        var items = itemResults.Select(r => JsonNode.Parse(r)!.AsObject()).ToList();
+        double tokens = items.Sum(o => o["tokens"]!.GetValue<double>());
+        double[] Sum(string key)
+        {
+            var acc = new double[sae.DSae];
+            foreach (var o in items)
+            {
+                var v = Doubles(o[key]!);
+                for (int j = 0; j < acc.Length; j++) acc[j] += v[j];
+            }
+            return acc;
+        }
+        var fires = Sum("fire_counts");
+        var sums = Sum("activation_sums");
+        var frequency = fires.Select(f => tokens > 0 ? f / tokens : 0).ToArray();
+        return new JsonObject
+        {
+            ["model"] = spec.Model,
+            ["sae"] = new JsonObject
+            {
+                ["location"] = spec.Sae, ["hook_name"] = sae.HookName, ["architecture"] = SaeConfig.ArchitectureNames[(int)sae.Architecture],
+                ["d_in"] = sae.DIn, ["d_sae"] = sae.DSae,
+            },
+            ["prompts"] = spec.Prompts.Length,
+            ["tokens"] = tokens,
+            ["l0_mean"] = tokens > 0 ? items.Sum(o => o["l0_sum"]!.GetValue<double>()) / tokens : 0,
+            ["dead_features"] = fires.Count(f => f == 0),
+            ["feature_frequency"] = Numbers(frequency),
+            ["feature_mean_activation"] = Numbers(sums.Select(v => tokens > 0 ? v / tokens : 0)),
+            ["top_features"] = new JsonArray(Enumerable.Range(0, sae.DSae).OrderByDescending(i => fires[i]).ThenBy(i => i).Take(topK)
+                .Select(i => (JsonNode)new JsonObject { ["id"] = i, ["frequency"] = frequency[i], ["mean_activation"] = tokens > 0 ? sums[i] / tokens : 0 })
+                .ToArray()),
         };
     }
 

@@ -15,6 +15,8 @@ public interface ISweepJobGrain : IGrainWithStringKey
     Task<bool> Renew(int item, string workerId);
     /// <summary>Returns an unfinished item to the queue (a draining worker).</summary>
     Task Release(int item, string workerId);
+    /// <summary>Reports that computing an item threw; the job fails after a few failures of one item.</summary>
+    Task Fail(int item, string workerId, string error);
     /// <summary>Records an item's result; true the first time only.</summary>
     Task<bool> Complete(int item, string workerId, string result);
     /// <summary>Progress.</summary>
@@ -108,6 +110,14 @@ public sealed class SweepJobGrain(
     {
         Ledger.Release(item, workerId);
         await state.WriteStateAsync();
+    }
+
+    /// <inheritdoc/>
+    public async Task Fail(int item, string workerId, string error)
+    {
+        Ledger.Fail(item, workerId, error);
+        await state.WriteStateAsync();
+        if (Ledger.Error is not null) await GrainFactory.GetGrain<IJobDirectoryGrain>(0).Remove(this.GetPrimaryKeyString());
     }
 
     /// <inheritdoc/>

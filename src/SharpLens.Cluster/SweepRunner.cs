@@ -32,6 +32,7 @@ public static class SweepRunner
             {
                 var status = await job.Status();
                 progress?.Report(status);
+                if (status.Error is not null) throw new SharpLensException($"Sweep {jobId} failed: {status.Error}");
                 if (status.Finished) return (status, await job.Results());
             }
             catch (Exception e) when (e is not OperationCanceledException && e is not SharpLensException)

@@ -7,9 +7,11 @@ public static class SweepAnalysis
     public const string Patch = "patch";
     /// <summary>Direct logit attribution (as <c>sharplens dla</c>): per-prompt rows concatenated in dataset order, means weighted by prompt count.</summary>
     public const string Dla = "dla";
+    /// <summary>SAE feature statistics over every real token of the dataset: firing counts and activation sums, summed.</summary>
+    public const string SaeStats = "sae-stats";
 
     /// <summary>Every analysis name.</summary>
-    public static readonly IReadOnlyList<string> All = [Patch, Dla];
+    public static readonly IReadOnlyList<string> All = [Patch, Dla, SaeStats];
 }
 
 /// <summary>One prompt of a sweep, already tokenized by the client (so every worker sees the same ids).</summary>
@@ -65,6 +67,10 @@ public sealed record SweepSpec
     [Id(11)] public required int NHeads { get; init; }
     /// <summary>Seconds a worker may hold an item without renewing its lease before it goes back to the queue.</summary>
     [Id(12)] public int LeaseSeconds { get; init; } = 30;
+    /// <summary>The SAE (folder, .npz or Hub <c>org/repo/path</c>), for <see cref="SweepAnalysis.SaeStats"/>.</summary>
+    [Id(13)] public string? Sae { get; init; }
+    /// <summary>Hook the SAE reads, when its files do not say (Gemma Scope).</summary>
+    [Id(14)] public string? SaeHook { get; init; }
 
     /// <summary>Number of work items.</summary>
     public int ItemCount => (Prompts.Length + BatchSize - 1) / BatchSize;
@@ -118,6 +124,8 @@ public sealed record JobStatus
     [Id(9)] public int[] Completions { get; init; } = [];
     /// <summary>Results that arrived for an item already recorded (a retried item's first worker came back) and were ignored.</summary>
     [Id(10)] public int LateResults { get; init; }
+    /// <summary>Why the job failed (an item kept failing), or null.</summary>
+    [Id(11)] public string? Error { get; init; }
     /// <summary>True when every item is done.</summary>
     public bool Finished => Items > 0 && Done == Items;
 }

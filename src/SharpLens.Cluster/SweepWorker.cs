@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
 using SharpLens.Model;
+using SharpLens.Sae;
 
 namespace SharpLens.Cluster;
 
@@ -36,6 +37,7 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
 {
     private readonly ConcurrentDictionary<(string, bool), (HookedTransformer Model, string Hash)> _models = new();
     private readonly Dictionary<string, SweepSpec> _specs = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string, string?), SparseAutoencoder> _saes = [];
     private readonly string _workerId = $"{silo.SiloAddress.ToParsableString()}/pid{Environment.ProcessId}";
 
     /// <summary>The SharpLens version a worker reports (informational version of the SharpLens assembly).</summary>
@@ -72,6 +74,7 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
                 try { await Task.Delay(settings.IdlePoll, stoppingToken); } catch (OperationCanceledException) { }
         }
         foreach (var (model, _) in _models.Values) model.Dispose();
+        foreach (var sae in _saes.Values) sae.Dispose();
     }
 
     private async Task<bool> TryWorkOn(ISweepJobGrain job, string jobId)
@@ -82,7 +85,14 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
             _specs[jobId] = spec = s;
         }
         var (model, hash) = _models.GetOrAdd((spec.Model, spec.NoProcessing), key => models.Load(key.Item1, key.Item2));
-        var me = new WorkerIdentity { WorkerId = _workerId, Silo = silo.SiloAddress.ToParsableString(), Version = Version, ModelHash = hash };
+        SparseAutoencoder? sae = null;
+        if (spec.Sae is { } location && !_saes.TryGetValue((location, spec.SaeHook), out sae))
+            _saes[(location, spec.SaeHook)] = sae = SparseAutoencoder.Load(location, spec.SaeHook);
+        var me = new WorkerIdentity
+        {
+            WorkerId = _workerId, Silo = silo.SiloAddress.ToParsableString(), Version = Version,
+            ModelHash = sae is null ? hash : ModelIdentity.Combine(hash, ModelIdentity.HashSae(spec.Sae!)),
+        };
         if (await job.Lease(me) is not { } lease) return false;
 
         settings.Log?.Invoke($"job {jobId}: item {lease.Item + 1}/{spec.ItemCount} (attempt {lease.Attempt})");
@@ -92,13 +102,16 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
         try
         {
             if (settings.ItemDelay > TimeSpan.Zero) await Task.Delay(settings.ItemDelay);
-            result = await Task.Run(() => SweepAnalyses.RunItem(model, spec, lease.Item));
+            result = await Task.Run(() => SweepAnalyses.RunItem(model, spec, lease.Item, sae));
         }
-        catch
+        catch (Exception e)
         {
             renewing.Cancel();
-            await job.Release(lease.Item, _workerId);
-            throw;
+            string error = e is SharpLensException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            if (Environment.GetEnvironmentVariable("SHARPLENS_DEBUG") == "1") error += "\n" + e;
+            settings.Log?.Invoke($"job {jobId}: item {lease.Item + 1} failed: {error}");
+            await job.Fail(lease.Item, _workerId, error);
+            return true;
         }
         finally
         {

@@ -9,6 +9,7 @@ using SharpLens.Cli.Dla;
 using SharpLens.Cli.Sweep;
 using SharpLens.Cluster;
 using SharpLens.Model;
+using SharpLens.Sae;
 
 namespace SharpLens.Cli.Commands;
 
@@ -24,7 +25,8 @@ internal sealed class SweepCommand : CliCommand
         New job:  sharplens sweep [--redis HOST:PORT] --model M --analysis patch|dla [--kind KIND] --clean c.json
                   [--corrupted x.json] [--batch-size 8] --json out.json
         Resume:   sharplens sweep --resume JOB_ID --redis HOST:PORT [--cluster-id ID] --json out.json
-        Prompt files are those 'patch' / 'dla' read. Items of --batch-size prompts are pulled by workers
+        Prompt files are those 'patch' / 'dla' read; sae-stats also takes a JSON array of texts (answers are not needed)
+        and reports each SAE feature's firing frequency and mean activation over every real token. Items of --batch-size prompts are pulled by workers
         ('sharplens worker'); the merged result is exactly what 'sharplens patch' / 'sharplens dla' write for the
         whole dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies is redone
         by another; each item's result is recorded once. Without --redis everything runs in this process.
@@ -39,6 +41,8 @@ internal sealed class SweepCommand : CliCommand
         Opt.Choice("kind", "KIND", $"patching kind: {string.Join(", ", PatchKindNames.ByName.Keys)}", PatchKindNames.ByName.Keys),
         Opt.Value("clean", "FILE", "prompts (clean prompts for patching)"),
         Opt.Value("corrupted", "FILE", "corrupted prompts, paired one to one with --clean (patching)"),
+        Opt.Value("sae", "DIR", "SAE for sae-stats: folder, .npz or Hub org/repo/path"),
+        Opt.Value("sae-hook", "NAME", "hook the SAE reads, when its files do not say (Gemma Scope)"),
         Opt.Value("batch-size", "N", "prompts per work item (default 8)"),
         Opt.Value("top-k", "N", "heads listed by dla (default 10)"),
         Opt.Value("lease-seconds", "N", "seconds a silent worker keeps an item before it is redone (default 30)"),
@@ -68,6 +72,7 @@ internal sealed class SweepCommand : CliCommand
 
         string modelName = args.Required("model"), analysis = args.Required("analysis"), clean = args.Required("clean");
         string? kind = args.Option("kind"), corrupted = args.Option("corrupted"), jobId = args.Option("job-id");
+        string? saeLocation = args.Option("sae"), saeHook = args.Option("sae-hook");
         int batchSize = args.Int("batch-size", 8, min: 1), topK = args.Int("top-k", 10, min: 1), lease = args.Int("lease-seconds", 30, min: 1);
         bool noProcessing = args.Flag("no-processing");
         args.RejectUnknown();
@@ -79,6 +84,7 @@ internal sealed class SweepCommand : CliCommand
             if (!PatchKindNames.ByName.ContainsKey(kind))
                 throw new CliUsageException($"unknown --kind '{kind}'. Allowed: {string.Join(", ", PatchKindNames.ByName.Keys)}." + NameSuggestions.DidYouMean(kind, PatchKindNames.ByName.Keys));
         }
+        if (analysis == SweepAnalysis.SaeStats && saeLocation is null) throw new CliUsageException("--analysis sae-stats needs --sae.");
         CheckFolder(json); if (report is not null) CheckFolder(report);
 
         // Join the cluster before loading anything, so an unreachable Redis fails at once.
@@ -86,15 +92,18 @@ internal sealed class SweepCommand : CliCommand
         using var host = redis is null
             ? await SweepHost.StartInProcessAsync(models, new SweepWorkerSettings())
             : await SweepHost.StartClientAsync(redis, clusterId);
-        var (model, hash) = models.Load(modelName, noProcessing);
-        var cleanPrompts = DlaInput.FromFile(model, clean);
+        var (model, modelHash) = models.Load(modelName, noProcessing);
+        string hash = modelHash;
+        using var sae = saeLocation is null ? null : SparseAutoencoder.Load(saeLocation, saeHook);
+        if (sae is not null) hash = ModelIdentity.Combine(hash, ModelIdentity.HashSae(saeLocation!));
+        var cleanPrompts = analysis == SweepAnalysis.SaeStats ? SweepPrompts.Read(model, clean) : DlaInput.FromFile(model, clean);
         List<DlaPrompt>? corruptedPrompts = null;
         if (analysis == SweepAnalysis.Patch) corruptedPrompts = PatchCommand.ReadPairs(model, clean, cleanPrompts, corrupted!);
         var spec = new SweepSpec
         {
             JobId = jobId ?? $"sweep-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}",
             Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, TopK = topK, BatchSize = batchSize,
-            LeaseSeconds = lease, ModelHash = hash, Version = SweepWorker.Version, NLayers = model.Config.NLayers, NHeads = model.Config.NHeads,
+            LeaseSeconds = lease, ModelHash = hash, Sae = saeLocation, SaeHook = saeHook, Version = SweepWorker.Version, NLayers = model.Config.NLayers, NHeads = model.Config.NHeads,
             Prompts = cleanPrompts.Select((p, i) => new SweepPrompt
             {
                 Prompt = p.Prompt, Correct = p.Correct, Incorrect = p.Incorrect, Ids = p.Ids, CorrectId = p.CorrectId, IncorrectId = p.IncorrectId,
@@ -119,7 +128,17 @@ internal sealed class SweepCommand : CliCommand
             ["items_retried"] = status.ItemsRetried, ["late_results_ignored"] = status.LateResults,
             ["completions"] = new JsonArray(status.Completions.Select(c => (JsonNode)c).ToArray()),
         };
-        if (spec.Analysis == SweepAnalysis.Patch)
+        if (spec.Analysis == SweepAnalysis.SaeStats)
+        {
+            using var sae = SparseAutoencoder.Load(spec.Sae!, spec.SaeHook);
+            var o = SweepAnalyses.MergeSaeStats(results, spec, sae.Config, spec.TopK);
+            o["job"] = job;
+            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
+            stdout.WriteLine($"{o["tokens"]} tokens, L0 {o["l0_mean"]!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture)}, " +
+                $"{o["dead_features"]} of {sae.Config.DSae} features never fired");
+            if (report is not null) throw new SharpLensException("--report is not available for sae-stats; use 'sharplens sae --report' on a few prompts.");
+        }
+        else if (spec.Analysis == SweepAnalysis.Patch)
         {
             var merged = SweepAnalyses.MergePatch(results);
             var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);

@@ -105,4 +105,21 @@ public sealed class JobLedgerTests
         Assert.Throws<InvalidOperationException>(() => ledger.Submit(Spec(prompts: 5)));
         Assert.Throws<InvalidOperationException>(() => ledger.Results());
     }
+
+    [Fact]
+    public void AnItemThatKeepsFailingFailsTheJobInsteadOfRetryingForever()
+    {
+        var ledger = new JobLedger();
+        ledger.Submit(Spec(prompts: 2, batch: 1));
+        for (int attempt = 1; attempt <= JobLedger.MaxFailures; attempt++)
+        {
+            Assert.Null(ledger.Status().Error);
+            var lease = ledger.Lease(Worker("a"), T0, Lease, Alive)!;
+            Assert.Equal(0, lease.Item); // a failed item goes back to the front of the queue
+            ledger.Fail(lease.Item, "a", "boom");
+        }
+        Assert.Contains("work item 0 failed 3 times", ledger.Status().Error);
+        Assert.Contains("boom", ledger.Status().Error);
+        Assert.Null(ledger.Lease(Worker("b"), T0, Lease, Alive)); // nothing more is handed out
+    }
 }

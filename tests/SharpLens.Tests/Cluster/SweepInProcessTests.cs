@@ -89,3 +89,51 @@ public sealed class SweepInProcessTests
         Assert.Equal(0, status.Leased);
     }
 }
+
+/// <summary>SAE feature statistics as a sweep, checked against SAELens's own feature activations on the golden tokens.</summary>
+public sealed class SaeStatsSweepTests
+{
+    [Theory]
+    [InlineData("standard_blocks.0.hook_resid_post")]
+    [InlineData("topk_blocks.1.hook_resid_pre")]
+    [InlineData("standard_blocks.0.attn.hook_z")]
+    public void FeatureFrequenciesAndMeansEqualSaeLensActivations(string saeName)
+    {
+        string dir = CliTestHelper.TempDir();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var tokens = Tests.Sae.SaeGolden.T("tokens");
+        string prompts = CliTestHelper.TokenPromptFile(dir, "tokens.json", tokens, TorchSharp.torch.zeros(new long[] { tokens.shape[0], 2 }, TorchSharp.torch.ScalarType.Int64));
+        string json = Path.Combine(dir, "stats.json");
+        var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "sae-stats", "--sae", Tests.Sae.SaeGolden.Folder(saeName),
+            "--clean", prompts, "--batch-size", "3", "--top-k", "5", "--json", json);
+        Assert.True(r.Code == 0, r.Err);
+        var o = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!.AsObject();
+
+        var acts = Tests.Sae.SaeGolden.T($"{saeName}/cache.{Tests.Sae.SaeGolden.HookOf(saeName)}.hook_sae_acts_post").to_type(TorchSharp.torch.ScalarType.Float64);
+        var flat = acts.reshape(-1, acts.shape[^1]);
+        double n = flat.shape[0];
+        Assert.Equal(n, o["tokens"]!.GetValue<double>());
+        var freq = (flat.gt(0).to_type(TorchSharp.torch.ScalarType.Float64).sum(0L) / n).data<double>().ToArray();
+        var mean = (flat.sum(0L) / n).data<double>().ToArray();
+        var gotFreq = o["feature_frequency"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+        var gotMean = o["feature_mean_activation"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+        Assert.Equal(freq, gotFreq); // active-feature counts are exact
+        double scale = Math.Max(1, mean.Max(Math.Abs));
+        for (int j = 0; j < mean.Length; j++) Assert.True(Math.Abs(mean[j] - gotMean[j]) <= 1e-4 * scale, $"feature {j}: {gotMean[j]} vs {mean[j]}");
+        Assert.Equal(freq.Count(f => f == 0), o["dead_features"]!.GetValue<int>());
+        Assert.Equal(flat.gt(0).sum().item<long>() / n, o["l0_mean"]!.GetValue<double>(), 9);
+        Assert.Equal(5, o["top_features"]!.AsArray().Count);
+        Assert.Equal(freq.Max(), o["top_features"]![0]!["frequency"]!.GetValue<double>());
+        Assert.Equal(2, o["job"]!["items"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void SaeStatsWithoutAnSaeIsAUsageError()
+    {
+        string dir = CliTestHelper.TempDir();
+        var (clean, _) = SweepTestData.PromptFiles(dir, 2);
+        var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "sae-stats", "--clean", clean, "--json", Path.Combine(dir, "x.json"));
+        Assert.Equal(2, r.Code);
+        Assert.Contains("needs --sae", r.Err);
+    }
+}
