@@ -142,6 +142,8 @@ internal sealed class SweepCommand : CliCommand
         {
             var merged = SweepAnalyses.MergePatch(results);
             var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
+            o["method"] = "exact"; // as 'patch --json' writes for exact denoising patching
+            o["direction"] = "denoising";
             o["job"] = job;
             DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             stdout.WriteLine($"clean metric {merged.CleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {merged.CorruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
