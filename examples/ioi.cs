@@ -1,4 +1,5 @@
 #:project ../src/SharpLens/SharpLens.csproj
+// Copied out of this repository, reference the package instead of the project:   #:package SharpLens@0.1.0
 // The IOI direct-logit-attribution notebook (shared/seed/ioi_direct_logit_attribution_notebook.txt), cell by cell,
 // with the SharpLens API. Run: dotnet run examples/ioi.cs [model]   (default gpt2-small; a local folder works too)
 using SharpLens.Analysis;
