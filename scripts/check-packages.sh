@@ -25,8 +25,6 @@ dotnet pack "$repo/src/SharpLens.Cli" -c Release -o "$feed" --nologo -v quiet
 for p in SharpLens SharpLens.Cli; do
   for ext in nupkg snupkg; do [ -f "$feed/$p.$version.$ext" ] || { echo "check-packages: missing $p.$version.$ext" >&2; exit 1; }; done
 done
-unzip -l "$feed/SharpLens.$version.nupkg" | grep -q "buildTransitive/SharpLens.targets" \
-  || { echo "check-packages: SharpLens.$version.nupkg lacks buildTransitive/SharpLens.targets" >&2; exit 1; }
 
 export NUGET_PACKAGES="$work/packages"
 cat > "$work/nuget.config" <<XML
@@ -55,6 +53,9 @@ cat > "$work/consumer/Consumer.csproj" <<XML
 </Project>
 XML
 dotnet run --project "$work/consumer" -c Release -- "$fixture"
+for f in buildTransitive/SharpLens.targets PACKAGE.md lib/net10.0/SharpLens.xml; do
+  [ -f "$NUGET_PACKAGES/sharplens/$version/$f" ] || { echo "check-packages: the SharpLens package lacks $f" >&2; exit 1; }
+done
 if ! grep -q GLIBCXX_3.4.32 /usr/lib/x86_64-linux-gnu/libstdc++.so.6 2>/dev/null && [ -f /usr/lib/x86_64-linux-gnu/libstdc++.so.6 ]; then
   # Proof that the package's buildTransitive step is what makes it load here: without it the first tensor fails.
   step "same consumer with the opt-out -p:SharpLensPatchLibTorchSharp=false must fail on this libstdc++"
