@@ -1,4 +1,5 @@
 #:project ../src/SharpLens/SharpLens.csproj
+// Copied out of this repository, reference the package instead of the project:   #:package SharpLens@0.1.0
 // Sparse autoencoder features on a prompt: load a model and an SAE, print the top features per token, ablate one.
 // Run: dotnet run examples/sae.cs [model] [sae] [hook]
 //   default: gpt2-small with Joseph Bloom's residual SAE at blocks.8.hook_resid_pre from the Hugging Face Hub
