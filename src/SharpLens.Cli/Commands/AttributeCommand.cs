@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using SharpLens.Analysis;
 using SharpLens.Cli.Dla;
 using SharpLens.Gradients;
+using SharpLens.Model;
 using SharpLens.Visualization;
 using static TorchSharp.torch;
 
@@ -22,6 +23,8 @@ internal sealed class AttributeCommand : CliCommand
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("prompt", "TEXT", "the prompt"),
         Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
         Opt.Value("answers", "answers.json", "[[correct_id, incorrect_id], ...], one pair per prompt", required: true),
@@ -35,6 +38,7 @@ internal sealed class AttributeCommand : CliCommand
         string modelName = args.Required("model"), answersFile = args.Required("answers");
         string? prompt = args.Option("prompt"), tokensFile = args.Option("tokens-file"), json = args.Option("json"), report = args.Option("report");
         string stepsText = args.Option("steps") ?? "20";
+        var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         if ((prompt is null) == (tokensFile is null)) throw new CliUsageException("give exactly one of --prompt or --tokens-file.");
         if (!int.TryParse(stepsText, NumberStyles.Integer, CultureInfo.InvariantCulture, out int steps) || steps < 1)
@@ -42,7 +46,7 @@ internal sealed class AttributeCommand : CliCommand
         var answerIds = RunCommand.ReadTokensFile(answersFile);
         if (answerIds[0].Length != 2) throw new SharpLensException($"{answersFile}: each entry must be [correct_id, incorrect_id].");
 
-        using var model = ModelLoading.Load(modelName, stderr);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
         using var scope = NewDisposeScope();
         var tokens = tokensFile is not null
             ? RunCommand.ReadTokensFile(tokensFile) is var ids ? tensor(ids.SelectMany(r => r).ToArray(), [ids.Length, ids[0].Length], ScalarType.Int64) : null!
@@ -72,7 +76,7 @@ internal sealed class AttributeCommand : CliCommand
         stdout.WriteLine($"completeness gap {ig.CompletenessGap.ToString("G4", CultureInfo.InvariantCulture)} ({steps} steps)");
         if (json is not null)
         {
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(new JsonObject { ["method"] = "integrated_gradients", ["baseline"] = "zero token embedding",
+            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(new JsonObject { ["method"] = "integrated_gradients", ["dtype"] = ModelDtype.Name(model.Dtype), ["baseline"] = "zero token embedding",
                 ["steps"] = steps, ["completeness_gap"] = ig.CompletenessGap, ["prompts"] = rows }));
             stdout.WriteLine($"wrote {json}");
         }

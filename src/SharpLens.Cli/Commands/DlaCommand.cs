@@ -18,6 +18,7 @@ internal sealed class DlaCommand : CliCommand
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("prompts", "prompts.json", "the prompts and their answers (format below)", required: true),
         Opt.Value("report", "FILE", "write one self-contained offline HTML report"),
         Opt.Value("json", "FILE", "write the numbers as JSON"),
@@ -30,7 +31,7 @@ internal sealed class DlaCommand : CliCommand
         string model = args.Required("model");
         string prompts = args.Required("prompts");
         var o = new DlaOptions(model, args.Option("report"), args.Option("json"), args.Int("top-k", 10, min: 1), args.Int("pattern-prompt", 0, min: 0),
-            ModelLoading.Revision(args));
+            ModelLoading.Revision(args), ModelLoading.Dtype(args));
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
         return Task.FromResult(DlaSession.Run(o, m => DlaInput.FromFile(m, prompts), "Direct logit attribution", stdout, stderr));

@@ -15,6 +15,7 @@ internal sealed class GenerateCommand : CliCommand
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("prompt", "TEXT", "the text to continue (or --tokens)"),
         Opt.Value("tokens", "1,2,3", "comma-separated token ids to continue (or --prompt)"),
         Opt.Value("max-new-tokens", "N", "tokens to generate (default 20)"),
@@ -45,10 +46,11 @@ internal sealed class GenerateCommand : CliCommand
             StopAtEos = args.Flag("stop-at-eos"),
             UseKvCache = !args.Flag("no-kv-cache"),
         };
+        var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         if ((prompt is null) == (ids is null)) throw new CliUsageException("give exactly one of --prompt or --tokens.");
 
-        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args));
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
         using var scope = NewDisposeScope();
         Tensor input;
         if (prompt is not null) input = model.ToTokens(prompt).Tokens;

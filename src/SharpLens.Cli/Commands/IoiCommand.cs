@@ -12,6 +12,7 @@ internal sealed class IoiCommand : CliCommand
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder (default gpt2-small)"),
         ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("report", "FILE", "write one self-contained offline HTML report (plots, tables, attention view)"),
         Opt.Value("json", "FILE", "write the numbers as JSON"),
         Opt.Value("top-k", "K", "number of top heads to list and show attention patterns for (default 10)"),
@@ -21,7 +22,7 @@ internal sealed class IoiCommand : CliCommand
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         var o = new DlaOptions(args.Option("model") ?? "gpt2-small", args.Option("report"), args.Option("json"),
-            args.Int("top-k", 10, min: 1), args.Int("pattern-prompt", 0, min: 0), ModelLoading.Revision(args));
+            args.Int("top-k", 10, min: 1), args.Int("pattern-prompt", 0, min: 0), ModelLoading.Revision(args), ModelLoading.Dtype(args));
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
         return Task.FromResult(DlaSession.Run(o, DlaInput.Ioi, "Indirect object identification: direct logit attribution", stdout, stderr));

@@ -26,6 +26,7 @@ internal sealed class PatchCommand : CliCommand
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("clean", "clean.json", "prompts whose activations are patched in", required: true),
         Opt.Value("corrupted", "corrupted.json", "prompts that are run with the patched activations", required: true),
         Opt.Choice("kind", "KIND", $"what to patch: {string.Join(", ", Kinds.Keys)}", Kinds.Keys, required: true),
@@ -43,12 +44,13 @@ internal sealed class PatchCommand : CliCommand
         string? report = args.Option("report"), json = args.Option("json");
         string method = args.Option("method") ?? "exact", directionName = args.Option("direction") ?? "denoising";
         bool compare = args.Flag("compare");
+        var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         var direction = directionName == "noising" ? PatchDirection.Noising : PatchDirection.Denoising;
         if (!Kinds.TryGetValue(kindName, out var kind))
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
-        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args));
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
         var cleanPrompts = DlaInput.FromFile(model, clean);
         var corruptedPrompts = ReadPairs(model, clean, cleanPrompts, corrupted);
 
@@ -89,6 +91,7 @@ internal sealed class PatchCommand : CliCommand
                 var o = ToJson(kindName, result.Axes, ToJson(values), cleanMetric, corruptedMetric);
                 o["method"] = method;
                 o["direction"] = directionName;
+                o["dtype"] = ModelDtype.Name(model.Dtype);
                 if (correlation is not null)
                 {
                     o["exact_values"] = ToJson(exact!.Values);

@@ -22,6 +22,7 @@ internal sealed class RunCommand : CliCommand
     [
         Opt.Value("model", "<name|dir>", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
         Opt.Many("prompt", "TEXT", "text prompt (repeatable; padded on the right when lengths differ)"),
         Opt.Value("out", "acts.safetensors", "the safetensors file to write", required: true),
@@ -54,6 +55,7 @@ internal sealed class RunCommand : CliCommand
         var saeHooks = args.Options("sae-hook");
         bool errorTerm = args.Flag("sae-error-term");
         string? backward = args.Option("backward"), answersFile = args.Option("answers");
+        var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         if ((backward is null) != (answersFile is null))
             throw new CliUsageException("--backward and --answers go together: --backward logit-diff --answers answers.json.");
@@ -72,7 +74,7 @@ internal sealed class RunCommand : CliCommand
         }
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
 
-        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args));
+        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype);
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
         try
         {
@@ -123,7 +125,7 @@ internal sealed class RunCommand : CliCommand
             var metadata = new Dictionary<string, string>
             {
                 ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
-                ["producer"] = "SharpLens",
+                ["producer"] = "SharpLens", ["dtype"] = ModelDtype.Name(model.Dtype),
             };
             if (metric is not null)
             {

@@ -19,6 +19,8 @@ internal sealed class SaeCommand : CliCommand
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
+        ModelLoading.RevisionOption(),
+        ModelLoading.DtypeOption(),
         Opt.Value("sae", "DIR|org/repo/path", "the SAE (SAELens folder, Gemma Scope params.npz, or on the Hub)", required: true),
         Opt.Value("sae-hook", "NAME", "the SAE's hook (overrides its config; needed for Gemma Scope outside its repo layout)"),
         Opt.Many("prompt", "TEXT", "text prompt (repeatable)"),
@@ -33,7 +35,8 @@ internal sealed class SaeCommand : CliCommand
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         var o = new SaeOptions(args.Required("model"), args.Required("sae"), args.Option("sae-hook"), args.Options("prompt"), args.Option("tokens-file"),
-            args.Option("answers"), args.Int("top-k", 10, min: 1), args.Option("json"), args.Option("report"), args.Flag("no-bos"));
+            args.Option("answers"), args.Int("top-k", 10, min: 1), args.Option("json"), args.Option("report"), args.Flag("no-bos"),
+            ModelLoading.Revision(args), ModelLoading.Dtype(args));
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
         if ((o.TokensFile is null) == (o.Prompts.Count == 0))

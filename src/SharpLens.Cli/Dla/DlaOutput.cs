@@ -61,10 +61,10 @@ internal static class DlaOutput
 
     /// <summary>The JSON contract of <c>--json</c> (keys fixed; see README).</summary>
     public static JsonObject ToJson(HookedTransformer model, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r) =>
-        ToJson(model.Config.NLayers, model.Config.NHeads, modelName, prompts, r);
+        ToJson(model.Config.NLayers, model.Config.NHeads, modelName, prompts, r, ModelDtype.Name(model.Dtype));
 
-    /// <summary>The JSON contract of <c>--json</c> for a model of <paramref name="nLayers"/> × <paramref name="nHeads"/> heads.</summary>
-    public static JsonObject ToJson(int nLayers, int nHeads, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r)
+    /// <summary>The JSON contract of <c>--json</c> for a model of <paramref name="nLayers"/> × <paramref name="nHeads"/> heads; <c>"dtype"</c> when <paramref name="dtype"/> is given.</summary>
+    public static JsonObject ToJson(int nLayers, int nHeads, string modelName, IReadOnlyList<DlaPrompt> prompts, DlaResult r, string? dtype = null)
     {
         var headRows = new JsonArray();
         for (int l = 0; l < r.HeadLogitDiffs.GetLength(0); l++)
@@ -73,7 +73,7 @@ internal static class DlaOutput
             for (int h = 0; h < r.HeadLogitDiffs.GetLength(1); h++) row.Add(r.HeadLogitDiffs[l, h]);
             headRows.Add(row);
         }
-        return new JsonObject
+        var o = new JsonObject
         {
             ["model"] = modelName,
             ["n_layers"] = nLayers,
@@ -108,6 +108,8 @@ internal static class DlaOutput
                 ["layer"] = h.Layer, ["head"] = h.Head, ["logit_diff"] = h.LogitDiff,
             }).ToArray()),
         };
+        if (dtype is not null) o.Insert(1, "dtype", dtype); // next to the model name
+        return o;
     }
 
     /// <summary>

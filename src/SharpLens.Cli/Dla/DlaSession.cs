@@ -6,7 +6,8 @@ using static TorchSharp.torch;
 namespace SharpLens.Cli.Dla;
 
 /// <summary>Options shared by <c>sharplens ioi</c> and <c>sharplens dla</c>.</summary>
-internal sealed record DlaOptions(string Model, string? ReportPath, string? JsonPath, int TopK, int PatternPrompt, string Revision = "main");
+internal sealed record DlaOptions(string Model, string? ReportPath, string? JsonPath, int TopK, int PatternPrompt, string Revision = "main",
+    ScalarType Dtype = ScalarType.Float32);
 
 /// <summary>Runs the DLA analysis end to end: load, tokenize, analyse, print, then write JSON and report.</summary>
 internal static class DlaSession
@@ -18,7 +19,7 @@ internal static class DlaSession
             if (p is not null && Path.GetDirectoryName(Path.GetFullPath(p)) is { } d && !Directory.Exists(d))
                 throw new SharpLensException($"Cannot write '{p}': folder '{d}' does not exist.");
 
-        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision);
+        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);
         var prompts = readPrompts(model);
         if (o.PatternPrompt < 0 || o.PatternPrompt >= prompts.Count)
             throw new SharpLensException($"--pattern-prompt {o.PatternPrompt} is out of range: there are {prompts.Count} prompts (0..{prompts.Count - 1}).");

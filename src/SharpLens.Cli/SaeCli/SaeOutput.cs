@@ -46,6 +46,7 @@ internal static class SaeOutput
         var o = new JsonObject
         {
             ["model"] = s.ModelName,
+            ["dtype"] = s.Dtype,
             ["sae"] = new JsonObject
             {
                 ["hook_name"] = s.Sae.HookName, ["architecture"] = Arch(s.Sae), ["d_in"] = s.Sae.Config.DIn, ["d_sae"] = s.Sae.Config.DSae,

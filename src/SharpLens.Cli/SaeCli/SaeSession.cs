@@ -12,7 +12,7 @@ namespace SharpLens.Cli.SaeCli;
 
 /// <summary>Options of <c>sharplens sae</c>.</summary>
 internal sealed record SaeOptions(string Model, string Sae, string? SaeHook, IReadOnlyList<string> Prompts, string? TokensFile, string? AnswersFile,
-    int TopK, string? JsonPath, string? ReportPath, bool NoBos);
+    int TopK, string? JsonPath, string? ReportPath, bool NoBos, string Revision = "main", ScalarType Dtype = ScalarType.Float32);
 
 /// <summary>One feature of a token: id and activation.</summary>
 internal sealed record FeatureAct(int Id, float Activation);
@@ -22,7 +22,7 @@ internal sealed record SaeSummary(
     string ModelName, SparseAutoencoder Sae, long[][] Tokens, IReadOnlyList<IReadOnlyList<string>> StrTokens,
     float[,,] Acts, FeatureAct[][][] TopPerToken, float[] Frequency,
     SaeReconstructionMetrics Metrics, double CosSimMean, SaeCrossEntropy Ce,
-    IReadOnlyList<(int Feature, double MeanLogitDiff)>? DlaTop, float[,]? Dla);
+    IReadOnlyList<(int Feature, double MeanLogitDiff)>? DlaTop, float[,]? Dla, string Dtype = "float32");
 
 /// <summary>Runs the SAE analysis end to end: load, tokenize, analyse, print, then write JSON and report.</summary>
 internal static class SaeSession
@@ -34,7 +34,7 @@ internal static class SaeSession
                 throw new SharpLensException($"Cannot write '{p}': folder '{d}' does not exist.");
         long[][]? ids = o.TokensFile is null ? null : RunCommand.ReadTokensFile(o.TokensFile);
 
-        using var model = ModelLoading.Load(o.Model, stderr);
+        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);
         using var sae = SaeLoading.Load([o.Sae], o.SaeHook is null ? [] : [o.SaeHook], stderr)[0];
         model.AddSae(sae); // validates the hook and width before any work
         model.ResetSaes();
@@ -95,7 +95,7 @@ internal static class SaeSession
         var flat = acts.data<float>().ToArray();
         Buffer.BlockCopy(flat, 0, a3, 0, flat.Length * sizeof(float));
         return new SaeSummary(modelName, sae, rows, str, a3, top, SaeAnalysis.FeatureFrequency(acts).data<float>().ToArray(), metrics,
-            metrics.CosSimPerToken.mean().item<float>(), ce, dlaTop, dla);
+            metrics.CosSimPerToken.mean().item<float>(), ce, dlaTop, dla, ModelDtype.Name(model.Dtype));
     }
 
     private static float[,] To2D(Tensor t)

@@ -10,21 +10,28 @@ public sealed partial class HookedTransformer
     /// Loads a pretrained model and processes its weights like TransformerLens's <c>from_pretrained</c>
     /// (fold LayerNorm, centre writing weights, centre unembed, fold value biases — each switchable in
     /// <paramref name="options"/>). <paramref name="nameOrPath"/> is a local folder holding <c>config.json</c> and
-    /// weights, an official name (<c>gpt2</c>, <c>gpt2-small</c>, ...) or a Hugging Face repo id.
+    /// weights, an official name (<c>gpt2</c>, <c>gpt2-small</c>, ...) or a Hugging Face repo id. Processing is
+    /// computed in float32; the result is stored in <paramref name="dtype"/> (float32, bfloat16 or float16).
     /// </summary>
-    public static HookedTransformer FromPretrained(string nameOrPath, ProcessingOptions? options = null, LoadOptions? load = null)
+    public static HookedTransformer FromPretrained(string nameOrPath, ProcessingOptions? options = null, LoadOptions? load = null,
+        ScalarType dtype = ScalarType.Float32)
     {
+        ModelDtype.Check(dtype);
         string folder = PretrainedSource.ResolveFolder(nameOrPath, load ?? new LoadOptions());
-        return FromFolder(folder, options ?? ProcessingOptions.Default, Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)));
+        return FromFolder(folder, options ?? ProcessingOptions.Default, Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)), dtype);
     }
 
-    /// <summary>Loads a pretrained model without any weight processing (TransformerLens's <c>from_pretrained_no_processing</c>).</summary>
-    public static HookedTransformer FromPretrainedNoProcessing(string nameOrPath, LoadOptions? load = null) =>
-        FromPretrained(nameOrPath, ProcessingOptions.None, load);
+    /// <summary>Loads a pretrained model without any weight processing (TransformerLens's <c>from_pretrained_no_processing</c>), in <paramref name="dtype"/>.</summary>
+    public static HookedTransformer FromPretrainedNoProcessing(string nameOrPath, LoadOptions? load = null, ScalarType dtype = ScalarType.Float32) =>
+        FromPretrained(nameOrPath, ProcessingOptions.None, load, dtype);
 
-    /// <summary>Loads from a folder with a Hugging Face <c>config.json</c> and weights.</summary>
-    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null)
+    /// <summary>
+    /// Loads from a folder with a Hugging Face <c>config.json</c> and weights; parameters are stored in
+    /// <paramref name="dtype"/> (float32, bfloat16 or float16) after processing in float32.
+    /// </summary>
+    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null, ScalarType dtype = ScalarType.Float32)
     {
+        ModelDtype.Check(dtype);
         if (!Directory.Exists(folder))
             throw new SharpLensException($"Model folder '{folder}' does not exist.");
         string configPath = Path.Combine(folder, "config.json");
@@ -45,6 +52,7 @@ public sealed partial class HookedTransformer
             // A family reading a field with the wrong JSON type (e.g. GetValue<int> on a string): still the file's fault.
             throw new SharpLensException($"{configPath}: a setting has the wrong type or value ({e.Message}).", e);
         }
+        cfg = cfg.WithDtype(dtype);
         (options, var warnings) = options.For(cfg);
 
         HookedTransformer model;
@@ -61,7 +69,7 @@ public sealed partial class HookedTransformer
             foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != ScalarType.Float32).ToList())
                 sd[name] = t.to_type(ScalarType.Float32);
             (sd, cfg) = WeightProcessing.Process(sd, cfg, options, inputsAreScratch: process);
-            model = new HookedTransformer(cfg, sd); // detaches what it keeps; the scope frees the intermediates
+            model = new HookedTransformer(cfg, sd); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
         }
         NativeMemory.Trim(); // hand the processing temporaries back to the OS
         model.LoadWarnings = warnings;

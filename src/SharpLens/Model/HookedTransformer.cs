@@ -50,7 +50,7 @@ public sealed partial class HookedTransformer : IDisposable
     /// <summary>
     /// Builds a model from a config and a TransformerLens-named state dict. Every parameter of
     /// <see cref="ParameterLayout.For"/> must be present with its shape; extra names are an error. The model takes
-    /// ownership of the tensors (they are converted to float32 when stored in another float type). The parts of every
+    /// ownership of the tensors (they are converted to the config's <see cref="HookedTransformerConfig.Dtype"/> when stored in another float type). The parts of every
     /// block (norms, attention, positions, MLP, layout) are chosen here from the config, once.
     /// </summary>
     public HookedTransformer(HookedTransformerConfig config, IReadOnlyDictionary<string, Tensor> stateDict)
@@ -137,6 +137,9 @@ public sealed partial class HookedTransformer : IDisposable
     /// <summary>The architecture. The opt-in hook switches (<c>UseAttnResult</c>, ...) may be changed at any time.</summary>
     public HookedTransformerConfig Config { get; }
 
+    /// <summary>Type of the parameters and activations (<see cref="HookedTransformerConfig.Dtype"/>): float32, bfloat16 or float16.</summary>
+    public ScalarType Dtype => Config.Dtype;
+
     /// <summary>Parameters by TransformerLens name (<c>blocks.0.attn.W_Q</c>), in TransformerLens's order. Read-only views.</summary>
     public IReadOnlyDictionary<string, Tensor> StateDict => _paramOrder.ToDictionary(n => n, n => _params[n]);
 
@@ -189,7 +192,7 @@ public sealed partial class HookedTransformer : IDisposable
         foreach (var (name, _) in layout)
         {
             var t = stateDict[name];
-            if (t.dtype != ScalarType.Float32) t = t.to_type(ScalarType.Float32);
+            if (t.dtype != Config.Dtype) t = t.to_type(Config.Dtype);
             _params[name] = Ops.Keep(t);
             _paramOrder.Add(name);
         }

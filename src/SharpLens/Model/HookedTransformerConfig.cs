@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using static TorchSharp.torch;
 
 namespace SharpLens.Model;
 
@@ -34,7 +35,7 @@ public sealed class HookedTransformerConfig
         bool gatedMlp = false, bool parallelAttnMlp = false, bool useLocalAttn = false, int? windowSize = null,
         IReadOnlyList<string>? attnTypes = null, double? attnScoresSoftCap = null, double? outputLogitsSoftCap = null,
         bool useNormalizationBeforeAndAfter = false, bool useQkNorm = false, bool useQkNormOverProjection = false,
-        bool usePostNormBlock = false, bool tieWordEmbeddings = false)
+        bool usePostNormBlock = false, bool tieWordEmbeddings = false, ScalarType dtype = ScalarType.Float32)
     {
         NLayers = nLayers; DModel = dModel; NCtx = nCtx; DHead = dHead; NHeads = nHeads; DVocab = dVocab;
         DMlp = dMlp ?? 4 * dModel; DVocabOut = dVocabOut ?? dVocab; ActFn = actFn; NormalizationType = normalizationType;
@@ -51,7 +52,7 @@ public sealed class HookedTransformerConfig
         AttnTypes = attnTypes?.ToArray(); AttnScoresSoftCap = attnScoresSoftCap; OutputLogitsSoftCap = outputLogitsSoftCap;
         UseNormalizationBeforeAndAfter = useNormalizationBeforeAndAfter; UseQkNorm = useQkNorm;
         UseQkNormOverProjection = useQkNormOverProjection; UsePostNormBlock = usePostNormBlock;
-        TieWordEmbeddings = tieWordEmbeddings;
+        TieWordEmbeddings = tieWordEmbeddings; Dtype = dtype;
         Validate();
     }
 
@@ -127,6 +128,12 @@ public sealed class HookedTransformerConfig
     /// <summary>The checkpoint ties its unembedding to the token embedding (<c>tie_word_embeddings</c>); W_U starts as W_Eᵀ.</summary>
     public bool TieWordEmbeddings { get; }
 
+    /// <summary>
+    /// Type of the parameters and of the activations (<c>dtype</c>): float32 (default), bfloat16 or float16. Weight
+    /// processing runs in float32 whatever this is; a few computations stay float32 (see README, Precision).
+    /// </summary>
+    public ScalarType Dtype { get; private set; }
+
     /// <summary>Number of key/value heads actually used (n_key_value_heads, or n_heads).</summary>
     public int KvHeads => NKeyValueHeads ?? NHeads;
     /// <summary>Whether the key/value parameters use TransformerLens's grouped-query names (<c>_W_K</c> ...).</summary>
@@ -185,6 +192,15 @@ public sealed class HookedTransformerConfig
         return c;
     }
 
+    /// <summary>A copy with another <see cref="Dtype"/> (float32, bfloat16 or float16).</summary>
+    public HookedTransformerConfig WithDtype(ScalarType dtype)
+    {
+        var c = (HookedTransformerConfig)MemberwiseClone();
+        c.Dtype = dtype;
+        c.Validate();
+        return c;
+    }
+
     /// <summary>A copy, so switches set on one model do not leak into another.</summary>
     public HookedTransformerConfig Clone() => (HookedTransformerConfig)MemberwiseClone();
 
@@ -207,6 +223,7 @@ public sealed class HookedTransformerConfig
             throw new SharpLensException($"Invalid model config: positional_embedding_type '{PositionalEmbeddingType}' is not supported. Supported: standard (learned absolute positions), rotary." +
                 NameSuggestions.DidYouMean(PositionalEmbeddingType, SupportedPositionalEmbeddingTypes, 1));
         ValidateArchitecture();
+        ModelDtype.Check(Dtype, "model config: dtype");
         if (!(Eps > 0)) throw new SharpLensException($"Invalid model config: eps must be > 0, got {Eps}.");
         if (!(AttnScale > 0)) throw new SharpLensException($"Invalid model config: attn_scale must be > 0, got {AttnScale}.");
         foreach (var (name, id) in new[] { ("bos_token_id", BosTokenId), ("eos_token_id", EosTokenId), ("pad_token_id", PadTokenId) })
@@ -282,6 +299,6 @@ public sealed class HookedTransformerConfig
         ["attn_scores_soft_cap"] = AttnScoresSoftCap ?? -1.0, ["output_logits_soft_cap"] = OutputLogitsSoftCap ?? -1.0,
         ["use_normalization_before_and_after"] = UseNormalizationBeforeAndAfter, ["use_qk_norm"] = UseQkNorm,
         ["use_qk_norm_over_projection"] = UseQkNormOverProjection, ["use_post_norm_block"] = UsePostNormBlock, ["tie_word_embeddings"] = TieWordEmbeddings,
-        ["scale_attn_by_inverse_layer_idx"] = ScaleAttnByInverseLayerIdx,
+        ["scale_attn_by_inverse_layer_idx"] = ScaleAttnByInverseLayerIdx, ["dtype"] = ModelDtype.Name(Dtype),
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 }
