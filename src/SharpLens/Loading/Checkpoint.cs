@@ -103,7 +103,7 @@ public static class Checkpoint
         return result;
     }
 
-    private static Dictionary<string, string> ReadWeightMap(string indexPath)
+    internal static Dictionary<string, string> ReadWeightMap(string indexPath)
     {
         using var doc = JsonInput.Parse(indexPath, JsonInput.ReadFile(indexPath),
             (m, e) => e is null ? new SafetensorsFormatException(m) : new SafetensorsFormatException(m, e));

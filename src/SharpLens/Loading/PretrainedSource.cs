@@ -11,6 +11,12 @@ public sealed record LoadOptions
     /// <summary>Hub endpoint, cache folder, token, offline mode; null = from the environment (<see cref="HubOptions.FromEnvironment()"/>).</summary>
     public HubOptions? Hub { get; init; }
 
+    /// <summary>
+    /// Use the processed-weights cache (default true; see <see cref="WeightsCache"/>). False loads and processes the
+    /// checkpoint every time and writes nothing. <c>SHARPLENS_WEIGHTS_CACHE=0</c> turns the cache off for every load.
+    /// </summary>
+    public bool UseWeightsCache { get; init; } = true;
+
     /// <summary>Receives download progress when files have to be fetched.</summary>
     public IProgress<DownloadProgress>? Progress { get; init; }
 }

@@ -17,6 +17,9 @@ public sealed record ProcessingOptions
 
     /// <summary>TransformerLens's <c>from_pretrained</c> defaults.</summary>
     public static ProcessingOptions Default { get; } = new();
+    /// <summary>Whether any step is on.</summary>
+    public bool Any => FoldLayerNorm || CenterWritingWeights || CenterUnembed || FoldValueBiases;
+
     /// <summary>No processing (<c>from_pretrained_no_processing</c>).</summary>
     public static ProcessingOptions None { get; } = new() { FoldLayerNorm = false, CenterWritingWeights = false, CenterUnembed = false, FoldValueBiases = false };
 
@@ -98,9 +101,8 @@ public static class WeightProcessing
         if (options.FoldLayerNorm && cfg.NormalizationType is "LN" or "RMS")
         {
             // RMSNorm has no bias and does not centre, so neither do its folded weights (TransformerLens).
-            bool ln = cfg.NormalizationType == "LN";
-            sd = FoldLayerNorm(sd, cfg, centerWeights: ln, owned);
-            cfg = cfg.WithNormalization(ln ? "LNPre" : "RMSPre");
+            sd = FoldLayerNorm(sd, cfg, centerWeights: cfg.NormalizationType == "LN", owned);
+            cfg = ProcessedConfig(cfg, options);
         }
         // Centring writing weights only makes sense before a LayerNorm, which removes the mean; TransformerLens skips it
         // silently for RMSNorm models.
@@ -110,6 +112,15 @@ public static class WeightProcessing
         if (options.FoldValueBiases) sd = FoldValueBiases(sd, cfg, options.CenterWritingWeights && hasLn, owned);
         return (sd, cfg);
     }
+
+    /// <summary>
+    /// The config of a model after <see cref="Process"/>: folding LayerNorm turns LN into LNPre and RMS into RMSPre;
+    /// no other step changes the config.
+    /// </summary>
+    public static HookedTransformerConfig ProcessedConfig(HookedTransformerConfig cfg, ProcessingOptions options) =>
+        options.FoldLayerNorm && cfg.NormalizationType is "LN" or "RMS"
+            ? cfg.WithNormalization(cfg.NormalizationType == "LN" ? "LNPre" : "RMSPre")
+            : cfg;
 
     /// <summary>
     /// Folds each norm's w into the following weights and (LayerNorm) its b into the following biases

@@ -17,8 +17,10 @@ public sealed partial class HookedTransformer
         ScalarType dtype = ScalarType.Float32)
     {
         ModelDtype.Check(dtype);
-        string folder = PretrainedSource.ResolveFolder(nameOrPath, load ?? new LoadOptions());
-        return FromFolder(folder, options ?? ProcessingOptions.Default, Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)), dtype);
+        load ??= new LoadOptions();
+        string folder = PretrainedSource.ResolveFolder(nameOrPath, load);
+        return FromFolder(folder, options ?? ProcessingOptions.Default, Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath)), dtype,
+            load.UseWeightsCache);
     }
 
     /// <summary>Loads a pretrained model without any weight processing (TransformerLens's <c>from_pretrained_no_processing</c>), in <paramref name="dtype"/>.</summary>
@@ -27,9 +29,18 @@ public sealed partial class HookedTransformer
 
     /// <summary>
     /// Loads from a folder with a Hugging Face <c>config.json</c> and weights; parameters are stored in
-    /// <paramref name="dtype"/> (float32, bfloat16 or float16) after processing in float32.
+    /// <paramref name="dtype"/> (float32, bfloat16 or float16) after processing in float32. When nothing needs
+    /// converting (no processing, weights stored in <paramref name="dtype"/>, safetensors) the parameters are views of
+    /// the memory-mapped files. Otherwise, with <paramref name="useWeightsCache"/> (and unless
+    /// <c>SHARPLENS_WEIGHTS_CACHE=0</c>), the converted parameters come from, or are written to, the processed-weights
+    /// cache (<see cref="WeightsCache"/>).
     /// </summary>
-    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null, ScalarType dtype = ScalarType.Float32)
+    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null, ScalarType dtype = ScalarType.Float32,
+        bool useWeightsCache = true) =>
+        LoadFolder(folder, options, modelName, dtype, useWeightsCache ? WeightsCache.FromEnvironment() : null);
+
+    /// <summary><see cref="FromFolder"/> with an explicit weights cache (null = none).</summary>
+    internal static HookedTransformer LoadFolder(string folder, ProcessingOptions options, string? modelName, ScalarType dtype, WeightsCache? cache)
     {
         ModelDtype.Check(dtype);
         if (!Directory.Exists(folder))
@@ -55,23 +66,49 @@ public sealed partial class HookedTransformer
         cfg = cfg.WithDtype(dtype);
         (options, var warnings) = options.For(cfg);
 
-        HookedTransformer model;
-        using (var scope = NewDisposeScope())
+        // A load that has to convert weights (process them, change their dtype, read a .bin) goes through the
+        // processed-weights cache: a hit maps a file holding exactly the parameters this load would compute.
+        bool process = options.Any;
+        var key = cache is not null && NeedsConversion(folder, family, process, dtype) ? WeightsCacheKey.For(folder, cfg, options, dtype) : null;
+        var cacheUse = WeightsCacheUse.NotUsed;
+        var notes = new List<string>(warnings);
+        HookedTransformer? model = null;
+        if (key is not null)
         {
-            // Processing reads weights into fresh memory and updates them in place (about one checkpoint of memory);
-            // without processing the weights stay memory-mapped.
-            bool process = options.FoldLayerNorm || options.CenterWritingWeights || options.CenterUnembed || options.FoldValueBiases;
-            var raw = Checkpoint.LoadStateDict(folder, writable: process, skip: family.IsUnused);
-            var sd = family.ConvertWeights(raw, cfg);
-            var kept = sd.Values.ToHashSet(ReferenceEqualityComparer.Instance);
-            foreach (var t in raw.Values.Where(t => !kept.Contains(t))) t.Dispose(); // handles the state dict no longer needs
-            // Process in float32 like TransformerLens, whatever the checkpoint stores (e.g. bf16).
-            foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != ScalarType.Float32).ToList())
-                sd[name] = t.to_type(ScalarType.Float32);
-            (sd, cfg) = WeightProcessing.Process(sd, cfg, options, inputsAreScratch: process);
-            model = new HookedTransformer(cfg, sd); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
+            using var file = cache!.TryOpen(key, out string? problem);
+            if (problem is not null) notes.Add($"weights cache: deleted an invalid cache file and rebuilt it ({problem})");
+            if (file is not null)
+            {
+                try
+                {
+                    using var scope = NewDisposeScope();
+                    var processed = WeightProcessing.ProcessedConfig(cfg, options);
+                    model = new HookedTransformer(processed, FromCacheLayout(processed, file));
+                    cacheUse = WeightsCacheUse.Hit;
+                }
+                catch (SharpLensException e)
+                {
+                    cache.Remove(key);
+                    notes.Add($"weights cache: deleted a cache file that does not fit this model and rebuilt it ({e.Message})");
+                }
+            }
         }
-        NativeMemory.Trim(); // hand the processing temporaries back to the OS
+        if (model is null)
+        {
+            model = LoadCheckpoint(folder, family, cfg, options, process);
+            if (key is not null)
+            {
+                cacheUse = WeightsCacheUse.NotWritten;
+                try
+                {
+                    if (cache!.Store(key, model.CacheLayout())) cacheUse = WeightsCacheUse.Written;
+                    else notes.Add($"weights cache: not written: the model is larger than the cache's size bound of {cache.MaxBytes >> 20} MB (SHARPLENS_WEIGHTS_CACHE_MAX_GB)");
+                }
+                catch (SharpLensException e) { notes.Add($"weights cache: not written ({e.Message})"); }
+            }
+        }
+        model.WeightsCacheUse = cacheUse;
+        warnings = notes;
         model.LoadWarnings = warnings;
         // GPT-2-vocabulary models use the built-in (fast, offline) GPT-2 BPE; others the files shipped with the checkpoint.
         // Other families: whatever tokenizer files the folder has (tokenizer.json, tokenizer.model, vocab.json + merges.txt).
@@ -89,6 +126,59 @@ public sealed partial class HookedTransformer
         }
         return model;
     }
+
+    /// <summary>Reads the checkpoint, converts it to TransformerLens names and processes it (the path without a cache hit).</summary>
+    private static HookedTransformer LoadCheckpoint(string folder, IModelFamily family, HookedTransformerConfig cfg, ProcessingOptions options, bool process)
+    {
+        HookedTransformer model;
+        using (var scope = NewDisposeScope())
+        {
+            // Processing reads weights into fresh memory and updates them in place (about one checkpoint of memory);
+            // without processing the weights stay memory-mapped, and are used as they are when their dtype is the model's.
+            var raw = Checkpoint.LoadStateDict(folder, writable: process, skip: family.IsUnused);
+            var sd = family.ConvertWeights(raw, cfg);
+            var kept = sd.Values.ToHashSet(ReferenceEqualityComparer.Instance);
+            foreach (var t in raw.Values.Where(t => !kept.Contains(t))) t.Dispose(); // handles the state dict no longer needs
+            if (process)
+            {
+                // Process in float32 like TransformerLens, whatever the checkpoint stores (e.g. bf16).
+                foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != ScalarType.Float32).ToList())
+                    sd[name] = t.to_type(ScalarType.Float32);
+                (sd, cfg) = WeightProcessing.Process(sd, cfg, options, inputsAreScratch: true);
+            }
+            model = new HookedTransformer(cfg, sd); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
+        }
+        NativeMemory.Trim(); // hand the processing temporaries back to the OS
+        return model;
+    }
+
+    /// <summary>
+    /// Whether loading must compute new parameter tensors: processing, a floating-point weight stored in another dtype,
+    /// or a <c>pytorch_model.bin</c> (read into memory). Otherwise the parameters are views of the mapped safetensors.
+    /// </summary>
+    private static bool NeedsConversion(string folder, IModelFamily family, bool process, ScalarType dtype)
+    {
+        string? weights = Checkpoint.FindWeights(folder);
+        if (weights is null) return false; // loading reports the missing weights
+        if (process) return true;
+        IEnumerable<string> files = [weights];
+        if (weights.EndsWith("model.safetensors.index.json", StringComparison.Ordinal))
+            files = Checkpoint.ReadWeightMap(weights).Values.Distinct().Select(s => Path.Combine(folder, s));
+        else if (!weights.EndsWith(".safetensors", StringComparison.Ordinal)) return true;
+        foreach (var path in files)
+        {
+            using var f = SafetensorsFile.Open(path);
+            foreach (var name in f.Names.Where(n => !family.IsUnused(n)))
+            {
+                SafetensorsDtypes.TryGet(f.Info(name).Dtype, out var type, out _);
+                if (type != dtype && type is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64) return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>How this model's load used the processed-weights cache (<see cref="Loading.WeightsCache"/>).</summary>
+    public WeightsCacheUse WeightsCacheUse { get; private set; }
 
     /// <summary>
     /// Processing steps that loading skipped because they would change what this architecture computes (TransformerLens

@@ -34,6 +34,7 @@ public sealed partial class HookedTransformer : IDisposable
     private readonly Dictionary<string, Tensor> _params = new(StringComparer.Ordinal);
     private readonly List<string> _paramOrder = [];
     private readonly List<Tensor> _derived = []; // fused views of parameters, freed with the model
+    private readonly List<AttentionWeights> _attentionWeights = []; // per layer, for the weights cache's fused layout
     private readonly List<HookPoint> _hookPoints = [];
     private readonly Dictionary<string, HookPoint> _hookDict = new(StringComparer.Ordinal);
     private readonly Embed _embed;
@@ -199,8 +200,9 @@ public sealed partial class HookedTransformer : IDisposable
     }
 
     /// <summary>
-    /// One contiguous [d_model, (heads + 2·kv_heads)·d_head] matrix for q, k and v so the common path does a single GEMM;
-    /// the TransformerLens-shaped parameters become views into it (no second copy).
+    /// One [d_model, (heads + 2·kv_heads)·d_head] matrix (and one bias vector) for q, k and v so the common path does a
+    /// single GEMM; the TransformerLens-shaped parameters become views into it (no second copy). When they already are
+    /// such views — GPT-2's <c>c_attn</c>, or a weights-cache file — they are used as they are, without copying.
     /// </summary>
     private AttentionWeights AttentionWeightsFor(int layer)
     {
@@ -214,29 +216,31 @@ public sealed partial class HookedTransformer : IDisposable
         Tensor wFused, bFused;
         using (var scope = NewDisposeScope())
         {
-            var b = cat(bNames.Select(x => P(p + x).reshape(-1)).ToArray(), 0); // [n] (small: always copied)
-            long off = 0;
-            for (int i = 0; i < 3; i++)
+            if (FusedViews(bNames, widths, [dh, 1]) is { } bStart)
             {
-                _params[p + bNames[i]].Dispose();
-                _params[p + bNames[i]] = b.narrow(0, off, widths[i]).view(heads[i], dh).DetachFromDisposeScope();
-                off += widths[i];
+                bFused = Derived(P(p + "b_Q").as_strided([n], [1], bStart));
             }
-            bFused = Derived(b);
-
-            // Weights converted from GPT-2's c_attn are already views of one [d, q | k | v] buffer: use it as is.
-            var q = P(p + "W_Q");
-            long[] strides = [dh, n, 1];
-            long step = h * dh * q.element_size();
-            if (kv == h && q.stride().SequenceEqual(strides) && P(p + wk).stride().SequenceEqual(strides) && P(p + wv).stride().SequenceEqual(strides)
-                && P(p + wk).DataAddress() == q.DataAddress() + step && P(p + wv).DataAddress() == q.DataAddress() + 2 * step)
+            else
             {
-                wFused = Derived(q.as_strided([d, n], [n, 1], q.storage_offset()));
+                var b = cat(bNames.Select(x => P(p + x).reshape(-1)).ToArray(), 0); // [n] (small)
+                long off = 0;
+                for (int i = 0; i < 3; i++)
+                {
+                    _params[p + bNames[i]].Dispose();
+                    _params[p + bNames[i]] = b.narrow(0, off, widths[i]).view(heads[i], dh).DetachFromDisposeScope();
+                    off += widths[i];
+                }
+                bFused = Derived(b);
+            }
+
+            if (FusedViews(wNames, widths, [dh, n, 1]) is { } wStart)
+            {
+                wFused = Derived(P(p + "W_Q").as_strided([d, n], [n, 1], wStart));
             }
             else
             {
                 var w = cat(wNames.Select(x => P(p + x).permute(1, 0, 2).reshape(d, -1)).ToArray(), 1); // [d, n]
-                off = 0;
+                long off = 0;
                 for (int i = 0; i < 3; i++)
                 {
                     _params[p + wNames[i]].Dispose();
@@ -246,8 +250,21 @@ public sealed partial class HookedTransformer : IDisposable
                 wFused = Derived(w);
             }
         }
-        return new AttentionWeights(P(p + "W_Q"), P(p + wk), P(p + wv), P(p + "W_O"), P(p + "b_Q"), P(p + bk), P(p + bv), P(p + "b_O"),
+        var weights = new AttentionWeights(P(p + "W_Q"), P(p + wk), P(p + wv), P(p + "W_O"), P(p + "b_Q"), P(p + bk), P(p + bv), P(p + "b_O"),
             wFused, bFused, Derived(P(p + "W_O").view(h * dh, d)));
+        _attentionWeights.Add(weights);
+        return weights;
+
+        // The storage offset of q when q, k and v have the given strides and follow each other in one storage (q | k | v).
+        long? FusedViews(string[] names, long[] sizes, long[] strides)
+        {
+            var t = names.Select(x => P(p + x)).ToArray();
+            if (t.Any(x => !x.stride().SequenceEqual(strides))) return null;
+            long step = t[0].element_size();
+            if (t[1].DataAddress() != t[0].DataAddress() + sizes[0] * step || t[2].DataAddress() != t[0].DataAddress() + (sizes[0] + sizes[1]) * step)
+                return null;
+            return t[0].storage_offset();
+        }
     }
 
     private Tensor Derived(Tensor t)

@@ -1,0 +1,142 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using SharpLens.Loading;
+using SharpLens.Model;
+using static TorchSharp.torch;
+
+namespace SharpLens.Tests.Loading;
+
+/// <summary>
+/// Loads that need no conversion keep parameters as views of the memory-mapped file: their data lies inside the file's
+/// mapping and anonymous memory does not grow by the checkpoint size. Measures process memory, so it runs alone.
+/// </summary>
+[Collection(IsolatedCollection.Name)]
+public sealed class NoCopyLoadingTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("sharplens-nocopy-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>Address ranges where <paramref name="path"/> is mapped into this process (/proc/self/maps).</summary>
+    private static List<(ulong Start, ulong End)> Mappings(string path)
+    {
+        string full = Path.GetFullPath(path);
+        var ranges = new List<(ulong, ulong)>();
+        foreach (var line in File.ReadLines("/proc/self/maps"))
+        {
+            var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length < 6 || parts[5].Trim() != full) continue;
+            var se = parts[0].Split('-');
+            ranges.Add((ulong.Parse(se[0], NumberStyles.HexNumber), ulong.Parse(se[1], NumberStyles.HexNumber)));
+        }
+        return ranges;
+    }
+
+    /// <summary>Parameters whose bytes do not lie inside a mapping of <paramref name="file"/>.</summary>
+    private static List<string> NotMapped(HookedTransformer model, string file)
+    {
+        var maps = Mappings(file);
+        Assert.NotEmpty(maps);
+        return model.ParameterNames.Where(n =>
+        {
+            var t = model.Parameter(n);
+            ulong start = (ulong)t.DataAddress();
+            // The furthest element a strided view reaches.
+            ulong last = start + (ulong)(t.shape.Select((s, i) => (s - 1) * t.stride()[i]).Sum() * t.element_size()) + (ulong)t.element_size();
+            return !maps.Any(m => start >= m.Start && last <= m.End);
+        }).ToList();
+    }
+
+    private static long RssAnonKb()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("RssAnon:", StringComparison.Ordinal)) return long.Parse(line[8..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+        throw new InvalidOperationException("no RssAnon in /proc/self/status");
+    }
+
+    [SkippableFact]
+    public void UnprocessedGpt2ParametersAreViewsOfTheCheckpointMapping()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
+        using var model = HookedTransformer.FromFolder(Golden.Dir, ProcessingOptions.None, "tiny-gpt2");
+        // b_U is not in a GPT-2 checkpoint: the converter makes the zero vector.
+        Assert.Equal(["unembed.b_U"], NotMapped(model, Path.Combine(Golden.Dir, "model.safetensors")));
+        Assert.Equal(WeightsCacheUse.NotUsed, model.WeightsCacheUse);
+    }
+
+    [SkippableFact]
+    public void CacheHitParametersAreViewsOfTheCacheFileMapping()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
+        var cache = new WeightsCache(Path.Combine(_root, "weights"));
+        foreach (var fixture in new[] { "tiny-gpt2", "tiny-llama" })
+        {
+            string dir = Path.Combine(AppContext.BaseDirectory, "fixtures", fixture);
+            using (var written = HookedTransformer.LoadFolder(dir, ProcessingOptions.Default, fixture, ScalarType.Float32, cache))
+                Assert.Equal(WeightsCacheUse.Written, written.WeightsCacheUse);
+            using var hit = HookedTransformer.LoadFolder(dir, ProcessingOptions.Default, fixture, ScalarType.Float32, cache);
+            Assert.Equal(WeightsCacheUse.Hit, hit.WeightsCacheUse);
+            string file = Directory.GetFiles(cache.Folder, "*.safetensors").OrderByDescending(File.GetLastWriteTimeUtc).First();
+            Assert.Empty(NotMapped(hit, file));
+        }
+    }
+
+    [SkippableFact]
+    public void MappedLoadsDoNotGrowAnonymousMemoryByTheCheckpoint()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/status");
+        string dir = WriteRandomGpt2(Path.Combine(_root, "gpt2-random"), layers: 4, dModel: 512, vocab: 8192);
+        long checkpointKb = new FileInfo(Path.Combine(dir, "model.safetensors")).Length / 1024;
+        var cache = new WeightsCache(Path.Combine(_root, "weights"));
+        using (var warm = HookedTransformer.LoadFolder(dir, ProcessingOptions.Default, "r", ScalarType.Float32, cache)) // writes the cache entry
+            Assert.Equal(WeightsCacheUse.Written, warm.WeightsCacheUse);
+        NativeMemory.Trim();
+
+        foreach (var (options, expected) in new[] { (ProcessingOptions.None, WeightsCacheUse.NotUsed), (ProcessingOptions.Default, WeightsCacheUse.Hit) })
+        {
+            GC.Collect();
+            long before = RssAnonKb();
+            using var model = HookedTransformer.LoadFolder(dir, options, "r", ScalarType.Float32, cache);
+            long grown = RssAnonKb() - before;
+            Assert.Equal(expected, model.WeightsCacheUse);
+            Assert.True(grown < checkpointKb / 5, $"{expected}: anonymous memory grew by {grown} KB for a {checkpointKb} KB checkpoint");
+        }
+
+        // The control: a processed load without the cache computes every parameter in fresh memory.
+        GC.Collect();
+        long before2 = RssAnonKb();
+        using var computed = HookedTransformer.LoadFolder(dir, ProcessingOptions.Default, "r", ScalarType.Float32, null);
+        Assert.True(RssAnonKb() - before2 > checkpointKb / 2, "the control load should allocate the model");
+    }
+
+    /// <summary>A random checkpoint in Hugging Face GPT-2 layout (Conv1D [in, out] matrices).</summary>
+    internal static string WriteRandomGpt2(string dir, int layers, int dModel, int vocab, int nCtx = 256)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
+        {
+            ["model_type"] = "gpt2", ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["n_layer"] = layers, ["n_embd"] = dModel,
+            ["n_head"] = 8, ["vocab_size"] = vocab, ["n_positions"] = nCtx, ["n_ctx"] = nCtx, ["activation_function"] = "gelu_new",
+            ["layer_norm_epsilon"] = 1e-5,
+        }.ToJsonString());
+        using var scope = NewDisposeScope();
+        var gen = new Generator(5);
+        long d = dModel;
+        Tensor R(params long[] shape) => randn(shape, generator: gen).mul_(0.02);
+        var sd = new SortedDictionary<string, Tensor>(StringComparer.Ordinal) { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(nCtx, d), ["ln_f.weight"] = ones(d), ["ln_f.bias"] = R(d) };
+        for (int i = 0; i < layers; i++)
+        {
+            string p = $"h.{i}.";
+            sd[p + "ln_1.weight"] = ones(d); sd[p + "ln_1.bias"] = R(d); sd[p + "ln_2.weight"] = ones(d); sd[p + "ln_2.bias"] = R(d);
+            sd[p + "attn.c_attn.weight"] = R(d, 3 * d); sd[p + "attn.c_attn.bias"] = R(3 * d);
+            sd[p + "attn.c_proj.weight"] = R(d, d); sd[p + "attn.c_proj.bias"] = R(d);
+            sd[p + "mlp.c_fc.weight"] = R(d, 4 * d); sd[p + "mlp.c_fc.bias"] = R(4 * d);
+            sd[p + "mlp.c_proj.weight"] = R(4 * d, d); sd[p + "mlp.c_proj.bias"] = R(d);
+        }
+        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), sd);
+        return dir;
+    }
+}
