@@ -34,6 +34,23 @@ internal static class ModelLoading
         catch (SharpLensException) { throw new CliUsageException($"--dtype '{s}' is not a dtype; allowed: {string.Join(", ", ModelDtype.Names)} (or fp32, bf16, fp16)."); }
     }
 
+    /// <summary>
+    /// <c>--no-weights-cache</c> for every command that loads a model: load and process the checkpoint without reading or
+    /// writing the processed-weights cache (<c>SHARPLENS_WEIGHTS_CACHE=0</c> does the same for every load).
+    /// </summary>
+    public static System.CommandLine.Option<bool> NoWeightsCacheOption() =>
+        Opt.Flag(NoWeightsCacheName, "do not read or write the processed-weights cache ($SHARPLENS_CACHE/weights, else ~/.cache/sharplens/weights): " +
+            "process the checkpoint on every load (or set SHARPLENS_WEIGHTS_CACHE=0)");
+
+    /// <summary>The flag's name, without dashes.</summary>
+    public const string NoWeightsCacheName = "no-weights-cache";
+
+    /// <summary>
+    /// Whether the running command gave <c>--no-weights-cache</c>. Set by <see cref="CliCommand"/> for the command's
+    /// asynchronous flow only, so commands run in-process side by side (tests) do not see each other's flag.
+    /// </summary>
+    public static readonly AsyncLocal<bool> NoWeightsCache = new();
+
     public static HookedTransformer Load(string nameOrPath, TextWriter stderr, bool process = true, string revision = "main",
         ScalarType dtype = ScalarType.Float32) =>
         LoadWithFolder(nameOrPath, stderr, process, revision, dtype).Model;
@@ -55,10 +72,18 @@ internal static class ModelLoading
             name = revision == "main" ? nameOrPath : $"{nameOrPath}@{revision}";
         }
         var sw = Stopwatch.StartNew();
-        var model = HookedTransformer.FromFolder(folder, process ? ProcessingOptions.Default : ProcessingOptions.None, name, dtype);
+        var model = HookedTransformer.FromFolder(folder, process ? ProcessingOptions.Default : ProcessingOptions.None, name, dtype,
+            useWeightsCache: !NoWeightsCache.Value);
         stderr.WriteLine($"[sharplens] loaded {model.Config.ModelName} ({model.Config.NLayers} layers, d_model {model.Config.DModel}, " +
-            $"{model.Config.NHeads} heads, {ModelDtype.Name(model.Dtype)}) in {sw.Elapsed.TotalSeconds:F2} s");
+            $"{model.Config.NHeads} heads, {ModelDtype.Name(model.Dtype)}) in {sw.Elapsed.TotalSeconds:F2} s{CacheNote(model.WeightsCacheUse)}");
         foreach (var w in model.LoadWarnings) stderr.WriteLine($"[sharplens] warning: {w}");
         return (model, folder);
     }
+
+    private static string CacheNote(WeightsCacheUse use) => use switch
+    {
+        WeightsCacheUse.Hit => " (processed weights from the weights cache)",
+        WeightsCacheUse.Written => " (processed weights written to the weights cache)",
+        _ => "",
+    };
 }

@@ -25,6 +25,7 @@ internal sealed class AttributeCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("prompt", "TEXT", "the prompt"),
         Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
         Opt.Value("answers", "answers.json", "[[correct_id, incorrect_id], ...], one pair per prompt", required: true),

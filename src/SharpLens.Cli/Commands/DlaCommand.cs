@@ -19,6 +19,7 @@ internal sealed class DlaCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("prompts", "prompts.json", "the prompts and their answers (format below)", required: true),
         Opt.Value("report", "FILE", "write one self-contained offline HTML report"),
         Opt.Value("json", "FILE", "write the numbers as JSON"),

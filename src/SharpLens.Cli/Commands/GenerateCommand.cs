@@ -16,6 +16,7 @@ internal sealed class GenerateCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("prompt", "TEXT", "the text to continue (or --tokens)"),
         Opt.Value("tokens", "1,2,3", "comma-separated token ids to continue (or --prompt)"),
         Opt.Value("max-new-tokens", "N", "tokens to generate (default 20)"),

@@ -13,6 +13,7 @@ internal sealed class IoiCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder (default gpt2-small)"),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("report", "FILE", "write one self-contained offline HTML report (plots, tables, attention view)"),
         Opt.Value("json", "FILE", "write the numbers as JSON"),
         Opt.Value("top-k", "K", "number of top heads to list and show attention patterns for (default 10)"),

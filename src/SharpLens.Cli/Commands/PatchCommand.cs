@@ -27,6 +27,7 @@ internal sealed class PatchCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("clean", "clean.json", "prompts whose activations are patched in", required: true),
         Opt.Value("corrupted", "corrupted.json", "prompts that are run with the patched activations", required: true),
         Opt.Choice("kind", "KIND", $"what to patch: {string.Join(", ", Kinds.Keys)}", Kinds.Keys, required: true),

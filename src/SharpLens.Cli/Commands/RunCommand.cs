@@ -23,6 +23,7 @@ internal sealed class RunCommand : CliCommand
         Opt.Value("model", "<name|dir>", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("tokens-file", "tokens.json", "JSON array of arrays of token ids (all the same length)"),
         Opt.Many("prompt", "TEXT", "text prompt (repeatable; padded on the right when lengths differ)"),
         Opt.Value("out", "acts.safetensors", "the safetensors file to write", required: true),

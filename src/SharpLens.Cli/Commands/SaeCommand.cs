@@ -21,6 +21,7 @@ internal sealed class SaeCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
+        ModelLoading.NoWeightsCacheOption(),
         Opt.Value("sae", "DIR|org/repo/path", "the SAE (SAELens folder, Gemma Scope params.npz, or on the Hub)", required: true),
         Opt.Value("sae-hook", "NAME", "the SAE's hook (overrides its config; needed for Gemma Scope outside its repo layout)"),
         Opt.Many("prompt", "TEXT", "text prompt (repeatable)"),

@@ -1,0 +1,50 @@
+using SharpLens.Loading;
+
+namespace SharpLens.Tests.Cli;
+
+/// <summary><c>--no-weights-cache</c> on the model-loading commands, and the load line saying what the cache did.</summary>
+public sealed class WeightsCacheCliTests
+{
+    [Theory]
+    [InlineData("run"), InlineData("generate"), InlineData("patch"), InlineData("attribute"), InlineData("ioi"), InlineData("dla"), InlineData("sae")]
+    public void EveryModelLoadingCommandOffersTheFlag(string command)
+    {
+        var (code, stdout, _) = CliTestHelper.Run(command, "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--no-weights-cache", stdout);
+    }
+
+    [Fact]
+    public void FlagBypassesTheCacheAndWithoutItTheSecondLoadIsAHit()
+    {
+        string dir = CliTestHelper.TempDir();
+        string model = Path.Combine(dir, "model");
+        Directory.CreateDirectory(model);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Golden.Dir, f), Path.Combine(model, f));
+        var cache = WeightsCache.FromEnvironment()!;
+        string tokens = Path.Combine(dir, "tokens.json");
+        File.WriteAllText(tokens, "[[1, 2, 3, 4], [5, 6, 7, 8]]");
+        int Entries() => Directory.Exists(cache.Folder) ? Directory.GetFiles(cache.Folder, "*.safetensors").Length : 0;
+        (int Code, string Err) Run(string outName, params string[] extra)
+        {
+            var (code, _, err) = CliTestHelper.Run(["run", "--model", model, "--tokens-file", tokens, "--names", "hook_resid_post", "--out", Path.Combine(dir, outName), .. extra]);
+            return (code, err);
+        }
+
+        int before = Entries();
+        var off = Run("a.safetensors", "--no-weights-cache");
+        Assert.True(off.Code == 0, off.Err);
+        Assert.DoesNotContain("weights cache", off.Err);
+        var written = Run("b.safetensors");
+        Assert.True(written.Code == 0, written.Err);
+        Assert.Contains("(processed weights written to the weights cache)", written.Err);
+        Assert.True(Entries() > before);
+        var hit = Run("c.safetensors");
+        Assert.Equal(0, hit.Code);
+        Assert.Contains("(processed weights from the weights cache)", hit.Err);
+        using var a = SafetensorsFile.Open(Path.Combine(dir, "a.safetensors"));
+        using var c = SafetensorsFile.Open(Path.Combine(dir, "c.safetensors"));
+        Assert.Equal(a.Names, c.Names);
+        foreach (var n in a.Names) Assert.True(a.Read(n).equal(c.Read(n)).all().item<bool>(), n);
+    }
+}
