@@ -35,12 +35,18 @@ internal sealed class RunCommand : CliCommand
         Opt.Choice("backward", "logit-diff", "also write every activation's gradient <hook>_grad of this metric (mean logit difference at the last position)", ["logit-diff"]),
         Opt.Value("answers", "answers.json", "[[correct_id, incorrect_id], ...], one pair per prompt (for --backward)"),
         Opt.Flag("sae-error-term", "add each SAE's reconstruction error so the output is unchanged (SAELens's use_error_term)"),
+        Opt.Value("stop-at-layer", "N", "run and export only blocks before N (negative counts from the end); writes 'residual' (the stream entering block N) instead of logits"),
+        Opt.Value("pos-slice", "SLICE", "export only these positions of each activation: -1, a:b[:step] (e.g. -4:) or a list 0,3,-1 (TransformerLens's pos_slice)"),
+        Opt.Choice("cache-dtype", "float32|bfloat16|float16", "store activations in this dtype (bfloat16/float16 halve the file)", ["float32", "bfloat16", "float16"]),
     ];
 
     public override string? Details => """
         With --sae the model runs as SAELens's HookedSAETransformer with the SAEs spliced in: each SAE's hook is
         replaced by <hook>.hook_sae_input, hook_sae_acts_pre, hook_sae_acts_post, hook_sae_recons, [hook_sae_error,]
         hook_sae_output, and blocks.L.mlp.hook_in is cached too.
+        Activations are streamed: each is written to the file when its hook fires and then freed, so the run needs
+        memory for the model and one block's activations, not the whole cache. --backward keeps the cache in memory
+        (the gradient pass needs every activation anyway).
         """;
 
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
@@ -57,7 +63,10 @@ internal sealed class RunCommand : CliCommand
         bool errorTerm = args.Flag("sae-error-term");
         string? backward = args.Option("backward"), answersFile = args.Option("answers");
         var dtype = ModelLoading.Dtype(args);
+        var cacheOptions = CacheOptions.From(args);
         args.RejectUnknown();
+        if (backward is not null && cacheOptions.StopAtLayer is not null)
+            throw new CliUsageException("--stop-at-layer cannot go with --backward: the gradient metric needs the logits.");
         if ((backward is null) != (answersFile is null))
             throw new CliUsageException("--backward and --answers go together: --backward logit-diff --answers answers.json.");
         long[][]? answers = answersFile is null ? null : ReadTokensFile(answersFile);
@@ -80,7 +89,7 @@ internal sealed class RunCommand : CliCommand
         try
         {
             foreach (var sae in saes) model.AddSae(sae, errorTerm);
-            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, stdout);
+            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, cacheOptions, stdout);
         }
         finally
         {
@@ -91,7 +100,8 @@ internal sealed class RunCommand : CliCommand
     }
 
     private static void Export(HookedTransformer model, string modelName, string outPath, long[][]? ids, IReadOnlyList<string> prompts, bool noBos,
-        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, TextWriter stdout)
+        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, CacheOptions options,
+        TextWriter stdout)
     {
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
@@ -115,31 +125,69 @@ internal sealed class RunCommand : CliCommand
             var finalPositions = mask is null ? null : mask.sum(1) - 1; // right padding: each prompt's last real token
             metric = l => LogitDiff.Mean(l, answerTensor, finalPositions);
         }
+        var metadata = new Dictionary<string, string>
+        {
+            ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
+            ["producer"] = "SharpLens", ["dtype"] = ModelDtype.Name(model.Dtype),
+        };
+        if (saes.Count > 0)
+        {
+            metadata["saes"] = string.Join(",", saes.Select(s => s.HookName));
+            metadata["sae_error_term"] = errorTerm ? "true" : "false";
+        }
+        if (options.StopAtLayer is { } stop) metadata["stop_at_layer"] = stop.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (options.PosSliceText is { } sliceText) metadata["pos_slice"] = sliceText;
+        if (options.CacheDtypeName is { } dtypeName) metadata["cache_dtype"] = dtypeName;
+        if (metric is null)
+        {
+            // Streamed: memory for one block's activations at a time, however many hooks are exported.
+            var written = model.RunWithCacheToFile(tokens, outPath, names is null ? null : names.IsMatch, mask, options.StopAtLayer, options.PosSlice,
+                options.CacheDtype, metadata);
+            stdout.WriteLine($"wrote {written.ActivationNames.Count + 2} tensors ({written.ActivationNames.Count} activations, " +
+                $"{written.OutputName} [{string.Join(", ", written.OutputShape)}]) to {outPath}");
+            return;
+        }
         var (logits, cache) = model.RunWithCache(tokens, names is null ? null : names.IsMatch, attentionMask: mask,
-            includeBackward: metric is not null, metric: metric);
+            includeBackward: true, metric: metric, posSlice: options.PosSlice, cacheDtype: options.CacheDtype);
         using (cache)
         {
             if (names is not null && cache.Count == 0)
                 throw new SharpLensException($"--names '{namesPattern}' matches no hook point. Hook names look like 'blocks.0.attn.hook_pattern'.");
             var tensors = new List<KeyValuePair<string, Tensor>> { new("logits", logits), new("tokens", tokens) };
             tensors.AddRange(cache);
-            var metadata = new Dictionary<string, string>
-            {
-                ["model"] = modelName, ["processing"] = noProcessing ? "none" : "fold_ln,center_writing_weights,center_unembed,fold_value_biases",
-                ["producer"] = "SharpLens", ["dtype"] = ModelDtype.Name(model.Dtype),
-            };
-            if (metric is not null)
-            {
-                metadata["backward"] = "logit-diff";
-                metadata["metric"] = metric(logits).item<float>().ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-            }
-            if (saes.Count > 0)
-            {
-                metadata["saes"] = string.Join(",", saes.Select(s => s.HookName));
-                metadata["sae_error_term"] = errorTerm ? "true" : "false";
-            }
+            metadata["backward"] = "logit-diff";
+            metadata["metric"] = metric(logits).item<float>().ToString("R", System.Globalization.CultureInfo.InvariantCulture);
             SafetensorsWriter.Write(outPath, tensors, metadata);
             stdout.WriteLine($"wrote {tensors.Count} tensors ({cache.Count} activations, logits [{string.Join(", ", logits.shape)}]) to {outPath}");
+        }
+    }
+
+    /// <summary>--stop-at-layer, --pos-slice and --cache-dtype, parsed.</summary>
+    internal sealed record CacheOptions(int? StopAtLayer, Slice PosSlice, string? PosSliceText, ScalarType? CacheDtype, string? CacheDtypeName)
+    {
+        public static CacheOptions From(CliArgs args)
+        {
+            int? stop = null;
+            if (args.Option("stop-at-layer") is { } s)
+                stop = int.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v
+                    : throw new CliUsageException($"option --stop-at-layer must be an integer layer (negative counts from the end), got '{s}'.");
+            string? sliceText = args.Option("pos-slice");
+            Slice slice = default;
+            if (sliceText is not null)
+            {
+                try { slice = Slice.Parse(sliceText); }
+                catch (SharpLensException e) { throw new CliUsageException($"option --pos-slice: {e.Message}"); }
+            }
+            string? dtypeName = args.Option("cache-dtype");
+            ScalarType? dtype = dtypeName switch
+            {
+                null => null,
+                "float32" => ScalarType.Float32,
+                "bfloat16" => ScalarType.BFloat16,
+                "float16" => ScalarType.Float16,
+                _ => throw new CliUsageException($"option --cache-dtype must be float32, bfloat16 or float16, got '{dtypeName}'."),
+            };
+            return new CacheOptions(stop, slice, sliceText, dtype, dtypeName);
         }
     }
 

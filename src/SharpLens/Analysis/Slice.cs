@@ -80,6 +80,28 @@ public readonly struct Slice : IEquatable<Slice>
         return new(SliceMode.Array, list: flat.data<long>().ToArray());
     }
 
+    /// <summary>
+    /// Parses Python slice text: <c>-1</c> (an int), <c>a:b</c> or <c>a:b:c</c> with any part omitted (<c>:5</c>,
+    /// <c>-3:</c>, <c>::2</c>), or a comma-separated index list <c>0,3,-1</c>. Empty text or <c>:</c> is everything.
+    /// </summary>
+    public static Slice Parse(string text)
+    {
+        string t = text.Trim();
+        const string allowed = "expected an int (-1), a Python slice start:stop[:step] (e.g. -4:, 1:5, ::2) or an index list (0,3,-1)";
+        long Num(string part) => long.TryParse(part.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) ? v
+            : throw new SharpLensException($"Slice '{text}': '{part.Trim()}' is not an integer; {allowed}.");
+        if (t.Length == 0 || t == ":") return All;
+        if (t.Contains(':'))
+        {
+            var parts = t.Split(':');
+            if (parts.Length > 3) throw new SharpLensException($"Slice '{text}' has {parts.Length - 1} colons; {allowed}.");
+            long? Part(int i) => i < parts.Length && parts[i].Trim().Length > 0 ? Num(parts[i]) : null;
+            return Range(Part(0), Part(1), Part(2));
+        }
+        if (t.Contains(',')) return FromList(t.Split(',').Select(Num).ToArray());
+        return At(Num(t));
+    }
+
     /// <summary>An int drops the axis: <c>t[i]</c>.</summary>
     public static implicit operator Slice(int index) => At(index);
 

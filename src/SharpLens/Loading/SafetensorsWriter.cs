@@ -39,7 +39,18 @@ public static class SafetensorsWriter
         });
     }
 
-    private static byte[] Header(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] Header(List<KeyValuePair<string, Tensor>> items, IReadOnlyDictionary<string, string>? metadata) =>
+        Header(items.Select(kv =>
+        {
+            SafetensorsDtypes.TryGetName(kv.Value.dtype, out string dtype, out int size);
+            return new SafetensorsEntry(kv.Key, dtype, kv.Value.shape, kv.Value.numel() * size);
+        }), metadata);
+
+    /// <summary>
+    /// The header bytes (JSON padded with spaces to a multiple of 8) for tensors laid out one after the other in the
+    /// given order: the one header layout every SharpLens safetensors writer uses.
+    /// </summary>
+    internal static byte[] Header(IEnumerable<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -52,21 +63,19 @@ public static class SafetensorsWriter
                 w.WriteEndObject();
             }
             long offset = 0;
-            foreach (var (name, t) in items)
+            foreach (var e in entries)
             {
-                SafetensorsDtypes.TryGetName(t.dtype, out string dtype, out int size);
-                long nbytes = t.numel() * size;
-                w.WriteStartObject(name);
-                w.WriteString("dtype", dtype);
+                w.WriteStartObject(e.Name);
+                w.WriteString("dtype", e.Dtype);
                 w.WriteStartArray("shape");
-                foreach (var d in t.shape) w.WriteNumberValue(d);
+                foreach (var d in e.Shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + nbytes);
+                w.WriteNumberValue(offset + e.Bytes);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += nbytes;
+                offset += e.Bytes;
             }
             w.WriteEndObject();
         }
@@ -75,7 +84,8 @@ public static class SafetensorsWriter
         return ms.ToArray();
     }
 
-    private static void WriteData(Stream fs, Tensor t)
+    /// <summary>Writes the tensor's bytes (contiguous, C-order) at the stream's position, in pieces.</summary>
+    internal static void WriteData(Stream fs, Tensor t)
     {
         using var scope = NewDisposeScope();
         var flat = t.detach().cpu().contiguous().reshape(-1);
@@ -85,3 +95,6 @@ public static class SafetensorsWriter
             fs.Write(flat.narrow(0, start, Math.Min(perChunk, flat.numel() - start)).bytes);
     }
 }
+
+/// <summary>One tensor's header entry: safetensors dtype name, shape and byte length.</summary>
+internal readonly record struct SafetensorsEntry(string Name, string Dtype, long[] Shape, long Bytes);

@@ -56,7 +56,7 @@ public sealed partial class HookedTransformer
         foreach (var p in leaves) p.requires_grad_(true);
         try
         {
-            var logits = ForwardCore(toks, attentionMask, null);
+            var logits = ForwardCore(toks, attentionMask, null, (0, null), null);
             var m = metric(logits);
             if (m.numel() != 1)
                 throw new SharpLensException($"A gradient needs a scalar metric, but the metric returned shape {TensorExtensions.ShapeText(m.shape)}. " +

@@ -1,3 +1,4 @@
+using SharpLens.Analysis;
 using SharpLens.Cache;
 using SharpLens.Hooks;
 using SharpLens.Model.Components;
@@ -11,21 +12,70 @@ public sealed partial class HookedTransformer
     /// <summary>Logits [batch, pos, d_vocab_out] for token ids [batch, pos] (or [pos]).</summary>
     /// <param name="tokens">Token ids, int64 (or any integer type).</param>
     /// <param name="attentionMask">[batch, pos], 1 for real tokens and 0 for padding; null when nothing is padded.</param>
-    public Tensor Forward(Tensor tokens, Tensor? attentionMask = null) =>
-        Forward(tokens, ReturnType.Logits, attentionMask: attentionMask).Logits!;
+    public Tensor Forward(Tensor tokens, Tensor? attentionMask) => Forward(tokens, attentionMask, null, null);
 
-    /// <summary>TransformerLens's <c>model(tokens, return_type=..., loss_per_token=...)</c>.</summary>
-    public ModelOutput Forward(Tensor tokens, ReturnType returnType, bool lossPerToken = false, Tensor? attentionMask = null)
+    /// <summary>
+    /// TransformerLens's <c>model(input, start_at_layer=..., stop_at_layer=...)</c>: runs blocks
+    /// [<paramref name="startAtLayer"/>, <paramref name="stopAtLayer"/>) only. Without <paramref name="stopAtLayer"/> it
+    /// returns the logits [batch, pos, d_vocab_out]; with it, the residual stream entering block
+    /// <paramref name="stopAtLayer"/> (what <c>blocks.{stop}.hook_resid_pre</c> would see; <c>n_layers</c> gives the last
+    /// block's output before <c>ln_final</c>) and no logits, so later layers, <c>ln_final</c> and the unembedding never run.
+    /// Negative layers count from the end, as in Python. Tensors a hook receives are freed when their block ends
+    /// (outside gradient runs): a hook that keeps one must clone it or detach it from the dispose scope.
+    /// </summary>
+    /// <param name="input">Token ids [batch, pos] (or [pos]); with <paramref name="startAtLayer"/>, the residual stream
+    /// [batch, pos, d_model] entering that block (e.g. a cached <c>blocks.{start}.hook_resid_pre</c>).</param>
+    /// <param name="attentionMask">Padding mask [batch, pos], as in <see cref="Forward(Tensor, Tensor?)"/>. With
+    /// <paramref name="startAtLayer"/> it is the only source of padding information (as in TransformerLens).</param>
+    /// <param name="startAtLayer">First block to run, in [-n_layers, n_layers]; null starts from the token embedding.</param>
+    /// <param name="stopAtLayer">Block to stop before, in [-n_layers, n_layers]; null runs to the logits.</param>
+    public Tensor Forward(Tensor input, Tensor? attentionMask = null, int? startAtLayer = null, int? stopAtLayer = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var toks = PrepareTokens(tokens, 0);
-        var logits = ForwardCore(toks, attentionMask, null);
+        var range = LayerRange(startAtLayer, stopAtLayer);
+        var x = startAtLayer is null ? PrepareTokens(input, 0) : PrepareResidual(input, attentionMask, range.Start);
+        return ForwardCore(x, attentionMask, null, range, scope).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>TransformerLens's <c>model(tokens, return_type=..., loss_per_token=...)</c>.</summary>
+    public ModelOutput Forward(Tensor tokens, ReturnType returnType, bool lossPerToken, Tensor? attentionMask) =>
+        Forward(tokens, returnType, lossPerToken, attentionMask, null, null, null);
+
+    /// <summary>
+    /// TransformerLens's <c>model(input, return_type=..., loss_per_token=..., start_at_layer=..., tokens=...,
+    /// stop_at_layer=...)</c>. With <paramref name="stopAtLayer"/> the output holds only
+    /// <see cref="ModelOutput.Residual"/> (see <see cref="Forward(Tensor, Tensor?, int?, int?)"/>).
+    /// </summary>
+    /// <param name="input">Token ids, or with <paramref name="startAtLayer"/> the residual stream entering that block.</param>
+    /// <param name="returnType">What to compute.</param>
+    /// <param name="lossPerToken">Loss per token [batch, pos-1] instead of the mean.</param>
+    /// <param name="attentionMask">Padding mask [batch, pos].</param>
+    /// <param name="startAtLayer">First block to run; null starts from the token embedding.</param>
+    /// <param name="stopAtLayer">Block to stop before; null runs to the logits.</param>
+    /// <param name="tokens">With <paramref name="startAtLayer"/>, the token ids the loss predicts (TransformerLens's <c>tokens</c>).</param>
+    public ModelOutput Forward(Tensor input, ReturnType returnType, bool lossPerToken = false, Tensor? attentionMask = null,
+        int? startAtLayer = null, int? stopAtLayer = null, Tensor? tokens = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var range = LayerRange(startAtLayer, stopAtLayer);
+        var x = startAtLayer is null ? PrepareTokens(input, 0) : PrepareResidual(input, attentionMask, range.Start);
+        var output = ForwardCore(x, attentionMask, null, range, scope);
+        if (stopAtLayer is not null) return new ModelOutput(null, null) { Residual = output.MoveToOuterDisposeScope() };
         if (returnType == ReturnType.None) return new ModelOutput(null, null);
-        Tensor? loss = returnType is ReturnType.Loss or ReturnType.Both ? LossFromLogits(logits, toks, lossPerToken, attentionMask) : null;
+        Tensor? loss = null;
+        if (returnType is ReturnType.Loss or ReturnType.Both)
+        {
+            var target = startAtLayer is null ? x
+                : tokens is null ? throw new SharpLensException("A loss from startAtLayer needs the token ids it predicts: pass tokens: (as TransformerLens's tokens=).")
+                : PrepareTokens(tokens, 0);
+            loss = LossFromLogits(output, target, lossPerToken, attentionMask);
+        }
         return new ModelOutput(
-            returnType is ReturnType.Logits or ReturnType.Both ? logits.MoveToOuterDisposeScope() : null,
+            returnType is ReturnType.Logits or ReturnType.Both ? output.MoveToOuterDisposeScope() : null,
             loss?.MoveToOuterDisposeScope());
     }
 
@@ -40,7 +90,7 @@ public sealed partial class HookedTransformer
         using var noGrad = no_grad();
         var toks = PrepareTokens(tokens, (int)cache.Length);
         var mask = cache.ExtendMask(newAttentionMask ?? ones_like(toks));
-        return ForwardCore(toks, mask, cache).MoveToOuterDisposeScope();
+        return ForwardCore(toks, mask, cache, (0, null), scope).MoveToOuterDisposeScope();
     }
 
     /// <summary>Next-token cross-entropy (TransformerLens's <c>lm_cross_entropy_loss</c>): mean, or [batch, pos-1] per token.</summary>
@@ -66,7 +116,9 @@ public sealed partial class HookedTransformer
     /// dispose it when done. With <paramref name="includeBackward"/> the run builds the autograd graph, differentiates
     /// <paramref name="metric"/> of the logits and also caches every activation's gradient as <c>&lt;hook&gt;_grad</c>
     /// (after the forward keys, in the order the backward pass reaches them). A gradient is the total over every use of
-    /// the activation. Parameter gradients are not computed here (see <see cref="Backward"/>).
+    /// the activation. Parameter gradients are not computed here (see <see cref="Backward"/>). To stop early, see
+    /// <see cref="RunWithCache(Tensor, int, Func{string, bool}?, Slice, ScalarType?, bool, Tensor?)"/>; to write the
+    /// activations to a file instead of holding them, <see cref="RunWithCacheToFile"/>.
     /// </summary>
     /// <param name="tokens">Token ids [batch, pos].</param>
     /// <param name="namesFilter">Which hook points to cache; null caches all that fire.</param>
@@ -74,14 +126,52 @@ public sealed partial class HookedTransformer
     /// <param name="attentionMask">Padding mask, as in <see cref="Forward(Tensor, Tensor?)"/>.</param>
     /// <param name="includeBackward">Also cache gradients (TransformerLens's <c>incl_bwd=True</c>).</param>
     /// <param name="metric">Logits → scalar to differentiate; required with <paramref name="includeBackward"/>.</param>
+    /// <param name="posSlice">Cache only these positions (TransformerLens's <c>pos_slice</c>; an int keeps the axis,
+    /// as TL's <c>Slice.unwrap</c>). The position axis is axis 1 of every activation that has one, and the query axis of
+    /// <c>hook_attn_scores</c>/<c>hook_pattern</c> (keys are kept). Sliced activations are copies, so the full tensor is
+    /// not kept alive. Default: every position.</param>
+    /// <param name="cacheDtype">Store cached activations converted to this floating dtype (e.g. bfloat16 halves the
+    /// cache); null keeps the computed dtype.</param>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null,
-        bool removeBatchDim = false, Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null)
+        bool removeBatchDim = false, Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null,
+        Slice posSlice = default, ScalarType? cacheDtype = null)
+    {
+        var (output, cache) = RunWithCacheCore(tokens, namesFilter, removeBatchDim, attentionMask, includeBackward, metric, null, posSlice, cacheDtype);
+        return (output, cache);
+    }
+
+    /// <summary>Runs the model and caches activations (binary-compatible form; see the overload with <c>posSlice</c>).</summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter, bool removeBatchDim,
+        Tensor? attentionMask, bool includeBackward, Func<Tensor, Tensor>? metric) =>
+        RunWithCache(tokens, namesFilter, removeBatchDim, attentionMask, includeBackward, metric, default, null);
+
+    /// <summary>
+    /// TransformerLens's <c>run_with_cache(tokens, stop_at_layer=...)</c>: runs and caches only blocks before
+    /// <paramref name="stopAtLayer"/> and returns the residual stream entering that block instead of logits (no later
+    /// hook, <c>ln_final</c> or unembedding runs). Call with named arguments, e.g.
+    /// <c>RunWithCache(tokens, stopAtLayer: 6, namesFilter: n =&gt; n.EndsWith("hook_resid_post"))</c>.
+    /// </summary>
+    /// <param name="tokens">Token ids [batch, pos].</param>
+    /// <param name="stopAtLayer">Block to stop before, in [-n_layers, n_layers] (negative counts from the end).</param>
+    /// <param name="namesFilter">Which hook points to cache; null caches all that fire.</param>
+    /// <param name="posSlice">Cache only these positions (see the main overload).</param>
+    /// <param name="cacheDtype">Store cached activations in this dtype.</param>
+    /// <param name="removeBatchDim">Drop the batch axis (batch size must be 1).</param>
+    /// <param name="attentionMask">Padding mask [batch, pos].</param>
+    public (Tensor Residual, ActivationCache Cache) RunWithCache(Tensor tokens, int stopAtLayer, Func<string, bool>? namesFilter = null,
+        Slice posSlice = default, ScalarType? cacheDtype = null, bool removeBatchDim = false, Tensor? attentionMask = null) =>
+        RunWithCacheCore(tokens, namesFilter, removeBatchDim, attentionMask, false, null, stopAtLayer, posSlice, cacheDtype);
+
+    private (Tensor Output, ActivationCache Cache) RunWithCacheCore(Tensor tokens, Func<string, bool>? namesFilter, bool removeBatchDim,
+        Tensor? attentionMask, bool includeBackward, Func<Tensor, Tensor>? metric, int? stopAtLayer, Slice posSlice, ScalarType? cacheDtype)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (removeBatchDim && tokens.dim() == 2 && tokens.shape[0] != 1)
             throw new SharpLensException($"removeBatchDim needs a batch of exactly 1 prompt, got {tokens.shape[0]}.");
         if (includeBackward && metric is null)
             throw new SharpLensException("includeBackward needs a metric (logits → scalar tensor) to differentiate, e.g. the mean logit difference.");
+        var transform = CacheTransform.Create(posSlice, cacheDtype, tokens.shape[^1]);
+        var range = LayerRange(null, stopAtLayer);
         var cache = new ActivationCache(this, hasBatchDim: true);
         var regs = new List<IDisposable>();
         try
@@ -89,19 +179,25 @@ public sealed partial class HookedTransformer
             foreach (var hp in _hookPoints)
                 if (namesFilter is null || namesFilter(hp.Name))
                 {
-                    regs.Add(hp.Add((act, point) => { cache.Store(point.Name, act); return null; }, permanent: false));
+                    regs.Add(hp.Add((act, point) => { cache.Store(point.Name, transform.Apply(point.Name, act)); return null; }, permanent: false));
                     if (includeBackward)
-                        regs.Add(hp.Add((g, point) => { cache.StoreOrAdd(point.Name + "_grad", g); return null; }, permanent: false, HookDirection.Backward));
+                        regs.Add(hp.Add((g, point) => { cache.StoreOrAdd(point.Name + "_grad", transform.Apply(point.Name, g)); return null; },
+                            permanent: false, HookDirection.Backward));
                 }
-            Tensor logits;
+            Tensor output;
             if (includeBackward)
             {
                 using var scope = NewDisposeScope();
-                logits = GradientPass(tokens, attentionMask, metric!, parameterGradients: false, out _).MoveToOuterDisposeScope();
+                output = GradientPass(tokens, attentionMask, metric!, parameterGradients: false, out _).MoveToOuterDisposeScope();
             }
-            else logits = Forward(tokens, attentionMask);
+            else
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                output = ForwardCore(PrepareTokens(tokens, 0), attentionMask, null, range, scope).MoveToOuterDisposeScope();
+            }
             if (removeBatchDim) cache.RemoveBatchDim();
-            return (logits, cache);
+            return (output, cache);
         }
         catch
         {
@@ -116,11 +212,20 @@ public sealed partial class HookedTransformer
 
     /// <summary>Caches exactly the named hook points; unknown names fail with the closest valid names.</summary>
     public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, IEnumerable<string> names, bool removeBatchDim = false,
-        Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null)
+        Tensor? attentionMask = null, bool includeBackward = false, Func<Tensor, Tensor>? metric = null, Slice posSlice = default,
+        ScalarType? cacheDtype = null) =>
+        RunWithCache(tokens, CheckedNames(names).Contains, removeBatchDim, attentionMask, includeBackward, metric, posSlice, cacheDtype);
+
+    /// <summary>Caches exactly the named hook points (binary-compatible form; see the overload with <c>posSlice</c>).</summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, IEnumerable<string> names, bool removeBatchDim,
+        Tensor? attentionMask, bool includeBackward, Func<Tensor, Tensor>? metric) =>
+        RunWithCache(tokens, names, removeBatchDim, attentionMask, includeBackward, metric, default, null);
+
+    private HashSet<string> CheckedNames(IEnumerable<string> names)
     {
         var set = names.ToHashSet(StringComparer.Ordinal);
         foreach (var n in set) GetHookPoint(n);
-        return RunWithCache(tokens, set.Contains, removeBatchDim, attentionMask, includeBackward, metric);
+        return set;
     }
 
     /// <summary>
@@ -220,16 +325,70 @@ public sealed partial class HookedTransformer
         return tokens;
     }
 
-    /// <summary>The forward pass proper; tensors live in the caller's dispose scope.</summary>
-    private Tensor ForwardCore(Tensor tokens, Tensor? attentionMask, KeyValueCache? kv)
+    /// <summary>
+    /// Blocks [Start, Stop) as TransformerLens's <c>blocks[start_at_layer:stop_at_layer]</c>, with negative layers
+    /// counting from the end. Stop is null when the pass runs to the logits. Out-of-range layers are an error here
+    /// (Python would clamp them silently), and so is a start after the stop.
+    /// </summary>
+    private (int Start, int? Stop) LayerRange(int? startAtLayer, int? stopAtLayer)
+    {
+        int n = Config.NLayers;
+        int Resolve(int v, string what) => v >= -n && v <= n ? (v < 0 ? v + n : v)
+            : throw new SharpLensException($"{what} = {v} is out of range for a model with {n} layers; allowed is [{-n}, {n}] " +
+                "(negative counts from the end, as in TransformerLens).");
+        int start = startAtLayer is { } a ? Resolve(a, "startAtLayer") : 0;
+        int? stop = stopAtLayer is { } b ? Resolve(b, "stopAtLayer") : null;
+        if (stop < start)
+            throw new SharpLensException($"startAtLayer = {startAtLayer} (block {start}) comes after stopAtLayer = {stopAtLayer} (block {stop}); " +
+                "the start must not be after the stop.");
+        return (start, stop);
+    }
+
+    /// <summary>Checks a residual stream given to start at block <paramref name="layer"/>.</summary>
+    private Tensor PrepareResidual(Tensor resid, Tensor? attentionMask, int layer)
+    {
+        if (resid.dim() != 3 || resid.shape[2] != Config.DModel)
+            throw new SharpLensException($"With startAtLayer the input is the residual stream entering block {layer}, shape [batch, pos, d_model = {Config.DModel}]; " +
+                $"got {TensorExtensions.ShapeText(resid.shape)}. (Token ids go in without startAtLayer.)");
+        if (!resid.is_floating_point()) throw new SharpLensException($"The residual stream must be floating point; got dtype {resid.dtype}.");
+        if (resid.shape[1] > Config.NCtx)
+            throw new SharpLensException($"Residual stream of {resid.shape[1]} positions is longer than the model's context n_ctx = {Config.NCtx}.");
+        if (attentionMask is not null && !attentionMask.shape.SequenceEqual(resid.shape[..2]))
+            throw new SharpLensException($"attentionMask has shape {TensorExtensions.ShapeText(attentionMask.shape)} but the residual stream has [batch, pos] = " +
+                $"{TensorExtensions.ShapeText(resid.shape[..2])}.");
+        return resid;
+    }
+
+    /// <summary>
+    /// The forward pass proper: tokens (range start 0 from the embedding) or the residual entering block range.Start.
+    /// Returns the logits, or the residual stream before block range.Stop. Tensors live in the caller's dispose scope
+    /// <paramref name="scope"/>, except each block's intermediates, freed when the block ends (tensors a hook leaves in
+    /// the scope included); with a null scope nothing is freed early.
+    /// </summary>
+    private Tensor ForwardCore(Tensor input, Tensor? attentionMask, KeyValueCache? kv, (int Start, int? Stop) range, DisposeScope? scope)
     {
         int past = (int)(kv?.Length ?? 0);
         var positions = attentionMask is null ? null : PosEmbed.PositionsFromMask(attentionMask);
-        var resid = _embed.Forward(tokens);
-        if (_posEmbed is not null) resid = resid + _posEmbed.Forward(tokens, past, positions);
+        var resid = input;
+        if (input.dtype == ScalarType.Int64)
+        {
+            resid = _embed.Forward(input);
+            if (_posEmbed is not null) resid = resid + _posEmbed.Forward(input, past, positions);
+        }
         var ctx = new AttentionContext(attentionMask, positions);
-        for (int l = 0; l < _blocks.Length; l++)
-            resid = _blocks[l].Forward(resid, ctx, kv?.Layers[l]);
+        // Free each block's intermediates when it ends, so a pass holds one block's activations at a time. They live in
+        // the caller's scope (not a nested one): a hook's MoveToOuterDisposeScope must still reach the caller's caller.
+        // Gradient runs keep everything (the graph and the hook leaves need it).
+        if (GradientRun.Active) scope = null;
+        for (int l = range.Start; l < (range.Stop ?? _blocks.Length); l++)
+        {
+            var before = scope is null ? null : new HashSet<IDisposable>(scope.DisposablesView, ReferenceEqualityComparer.Instance);
+            var next = _blocks[l].Forward(resid, ctx, kv?.Layers[l]);
+            if (scope is not null)
+                foreach (var t in scope.DisposablesView.Where(t => !before!.Contains(t) && !ReferenceEquals(t, next)).ToList()) t.Dispose();
+            resid = next;
+        }
+        if (range.Stop is not null) return resid;
         if (_lnFinal is not null) resid = _lnFinal.Forward(resid);
         return _unembed.Forward(resid);
     }

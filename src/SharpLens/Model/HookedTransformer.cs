@@ -22,7 +22,11 @@ public enum ReturnType
 /// <summary>Output of a forward pass; the tensors belong to the caller's dispose scope.</summary>
 /// <param name="Logits">Logits, when requested.</param>
 /// <param name="Loss">Loss, when requested.</param>
-public sealed record ModelOutput(Tensor? Logits, Tensor? Loss);
+public sealed record ModelOutput(Tensor? Logits, Tensor? Loss)
+{
+    /// <summary>With <c>stopAtLayer</c>: the residual stream entering that block (then there are no logits or loss).</summary>
+    public Tensor? Residual { get; init; }
+}
 
 /// <summary>
 /// A decoder-only transformer whose every activation can be read and replaced by its TransformerLens hook name
