@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpLens.Analysis;
+using SharpLens.Gradients;
 using SharpLens.Model;
 using SharpLens.Sae;
 using static TorchSharp.torch;
@@ -32,17 +33,31 @@ public static class SweepAnalyses
         switch (spec.Analysis)
         {
             case SweepAnalysis.Patch:
+            case SweepAnalysis.Attribution:
             {
                 var kind = PatchKindNames.Parse(spec.Kind ?? "");
+                var direction = spec.Direction == "noising" ? PatchDirection.Noising : PatchDirection.Denoising;
                 var clean = PromptTensors.RightPadded(prompts.Select(p => p.Ids).ToList(), 0).Tokens;
                 var corrupted = PromptTensors.RightPadded(prompts.Select(p => p.CorruptedIds
                     ?? throw new SharpLensException("A patching sweep needs a corrupted prompt for every clean prompt.")).ToList(), 0).Tokens;
-                var r = PatchingExperiment.Run(model, kind, clean, corrupted, answers);
-                o["axes"] = new JsonArray(r.Result.Axes.Select(a => (JsonNode)a).ToArray());
-                o["shape"] = new JsonArray(r.Result.Values.shape.Select(d => (JsonNode)d).ToArray());
-                o["values"] = Numbers(r.Result.Values.to_type(ScalarType.Float64).data<double>().ToArray());
-                o["clean_metric"] = r.CleanMetric;
-                o["corrupted_metric"] = r.CorruptedMetric;
+                Tensor Metric(Tensor logits) => LogitDiff.Mean(logits, answers);
+                PatchingResult result;
+                if (spec.Analysis == SweepAnalysis.Attribution)
+                    result = AttributionPatching.Run(model, [kind], clean, corrupted, Metric, direction).Single().ToPatchingResult();
+                else
+                {
+                    // As 'sharplens patch': run the target prompts with the source prompts' activations.
+                    var (source, target) = direction == PatchDirection.Denoising ? (clean, corrupted) : (corrupted, clean);
+                    var (_, cache) = model.RunWithCache(source);
+                    using (cache) result = Patching.Run(model, kind, target, cache, Metric);
+                }
+                // Every value is a mean over the item's prompts (the metric is the mean logit difference, and attribution's
+                // gradient of that mean carries the 1/count), so items merge as prompt-count-weighted means.
+                o["axes"] = new JsonArray(result.Axes.Select(a => (JsonNode)a).ToArray());
+                o["shape"] = new JsonArray(result.Values.shape.Select(d => (JsonNode)d).ToArray());
+                o["values"] = Numbers(result.Values.to_type(ScalarType.Float64).data<double>().ToArray());
+                o["clean_metric"] = (double)Metric(model.Forward(clean)).item<float>();
+                o["corrupted_metric"] = (double)Metric(model.Forward(corrupted)).item<float>();
                 break;
             }
             case SweepAnalysis.Dla:
@@ -93,7 +108,7 @@ public static class SweepAnalyses
         return o.ToJsonString();
     }
 
-    /// <summary>Merges a patching sweep's item results (in dataset order).</summary>
+    /// <summary>Merges a patching sweep's item results (exact or attribution, in dataset order).</summary>
     public static PatchSweepResult MergePatch(IReadOnlyList<string> itemResults)
     {
         var items = itemResults.Select(r => JsonNode.Parse(r)!.AsObject()).ToList();

@@ -5,13 +5,21 @@ public static class SweepAnalysis
 {
     /// <summary>Exact activation patching (as <c>sharplens patch</c>): the metric is a mean over prompts, merged weighted by prompt count.</summary>
     public const string Patch = "patch";
+    /// <summary>Attribution patching (as <c>sharplens patch --method attribution</c>): the estimates are means over prompts (the metric is the mean logit difference), merged weighted by prompt count.</summary>
+    public const string Attribution = "attribution";
     /// <summary>Direct logit attribution (as <c>sharplens dla</c>): per-prompt rows concatenated in dataset order, means weighted by prompt count.</summary>
     public const string Dla = "dla";
     /// <summary>SAE feature statistics over every real token of the dataset: firing counts and activation sums, summed.</summary>
     public const string SaeStats = "sae-stats";
 
     /// <summary>Every analysis name.</summary>
-    public static readonly IReadOnlyList<string> All = [Patch, Dla, SaeStats];
+    public static readonly IReadOnlyList<string> All = [Patch, Attribution, Dla, SaeStats];
+
+    /// <summary>The patching directions: denoising (clean into corrupted, the default) and noising (corrupted into clean).</summary>
+    public static readonly IReadOnlyList<string> Directions = ["denoising", "noising"];
+
+    /// <summary>True for the analyses that patch between paired clean and corrupted prompts.</summary>
+    public static bool IsPatching(string analysis) => analysis is Patch or Attribution;
 }
 
 /// <summary>One prompt of a sweep, already tokenized by the client (so every worker sees the same ids).</summary>
@@ -71,6 +79,8 @@ public sealed record SweepSpec
     [Id(13)] public string? Sae { get; init; }
     /// <summary>Hook the SAE reads, when its files do not say (Gemma Scope).</summary>
     [Id(14)] public string? SaeHook { get; init; }
+    /// <summary>Patching direction, one of <see cref="SweepAnalysis.Directions"/>.</summary>
+    [Id(15)] public string Direction { get; init; } = "denoising";
 
     /// <summary>Number of work items.</summary>
     public int ItemCount => (Prompts.Length + BatchSize - 1) / BatchSize;

@@ -14,22 +14,23 @@ using SharpLens.Sae;
 namespace SharpLens.Cli.Commands;
 
 /// <summary>
-/// <c>sharplens sweep</c>: runs <c>patch</c> or <c>dla</c> over a prompt dataset split into work items, on the workers
+/// <c>sharplens sweep</c>: runs <c>patch</c> (exact or attribution), <c>dla</c> or SAE statistics over a prompt dataset split into work items, on the workers
 /// of a cluster (<c>--redis</c>) or in this process, and writes the single-machine command's JSON plus the job record.
 /// </summary>
 internal sealed class SweepCommand : CliCommand
 {
     public override string Name => "sweep";
-    public override string Summary => "Run patch / dla over a prompt dataset on a cluster of workers (or in-process), resumable.";
+    public override string Summary => "Run patch / attribution / dla / sae-stats over a prompt dataset on a cluster of workers (or in-process), resumable.";
     public override string Details => $"""
-        New job:  sharplens sweep [--redis HOST:PORT] --model M --analysis patch|dla [--kind KIND] --clean c.json
-                  [--corrupted x.json] [--batch-size 8] --json out.json
+        New job:  sharplens sweep [--redis HOST:PORT] --model M --analysis patch|attribution|dla|sae-stats [--kind KIND]
+                  [--direction denoising|noising] --clean c.json [--corrupted x.json] [--batch-size 8] --json out.json
         Resume:   sharplens sweep --resume JOB_ID --redis HOST:PORT [--cluster-id ID] --json out.json
-        Prompt files are those 'patch' / 'dla' read; sae-stats also takes a JSON array of texts (answers are not needed)
-        and reports each SAE feature's firing frequency and mean activation over every real token. Items of --batch-size prompts are pulled by workers
-        ('sharplens worker'); the merged result is exactly what 'sharplens patch' / 'sharplens dla' write for the
-        whole dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies is redone
-        by another; each item's result is recorded once. Without --redis everything runs in this process.
+        Prompt files are those 'patch' / 'dla' read; sae-stats also takes a JSON array of texts (answers are not
+        needed) and reports each SAE feature's firing frequency and mean activation over every real token. Items of
+        --batch-size prompts are pulled by workers ('sharplens worker'); the merged result is exactly what
+        'sharplens patch' (attribution: 'sharplens patch --method attribution') / 'sharplens dla' write for the whole
+        dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies is redone by
+        another; each item's result is recorded once. Without --redis everything runs in this process.
         """;
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
@@ -39,6 +40,7 @@ internal sealed class SweepCommand : CliCommand
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder"),
         Opt.Choice("analysis", "NAME", $"what to compute: {string.Join(", ", SweepAnalysis.All)}", SweepAnalysis.All),
         Opt.Choice("kind", "KIND", $"patching kind: {string.Join(", ", PatchKindNames.ByName.Keys)}", PatchKindNames.ByName.Keys),
+        Opt.Choice("direction", "denoising|noising", "patch / attribution: denoising, clean into corrupted (default); noising, corrupted into clean", SweepAnalysis.Directions),
         Opt.Value("clean", "FILE", "prompts (clean prompts for patching)"),
         Opt.Value("corrupted", "FILE", "corrupted prompts, paired one to one with --clean (patching)"),
         Opt.Value("sae", "DIR", "SAE for sae-stats: folder, .npz or Hub org/repo/path"),
@@ -72,18 +74,21 @@ internal sealed class SweepCommand : CliCommand
 
         string modelName = args.Required("model"), analysis = args.Required("analysis"), clean = args.Required("clean");
         string? kind = args.Option("kind"), corrupted = args.Option("corrupted"), jobId = args.Option("job-id");
-        string? saeLocation = args.Option("sae"), saeHook = args.Option("sae-hook");
+        string? saeLocation = args.Option("sae"), saeHook = args.Option("sae-hook"), direction = args.Option("direction");
         int batchSize = args.Int("batch-size", 8, min: 1), topK = args.Int("top-k", 10, min: 1), lease = args.Int("lease-seconds", 30, min: 1);
         bool noProcessing = args.Flag("no-processing");
         args.RejectUnknown();
         if (!SweepAnalysis.All.Contains(analysis))
             throw new CliUsageException($"unknown --analysis '{analysis}'. Allowed: {string.Join(", ", SweepAnalysis.All)}." + NameSuggestions.DidYouMean(analysis, SweepAnalysis.All));
-        if (analysis == SweepAnalysis.Patch)
+        if (SweepAnalysis.IsPatching(analysis))
         {
-            if (kind is null || corrupted is null) throw new CliUsageException("--analysis patch needs --kind and --corrupted.");
+            if (kind is null || corrupted is null) throw new CliUsageException($"--analysis {analysis} needs --kind and --corrupted.");
             if (!PatchKindNames.ByName.ContainsKey(kind))
                 throw new CliUsageException($"unknown --kind '{kind}'. Allowed: {string.Join(", ", PatchKindNames.ByName.Keys)}." + NameSuggestions.DidYouMean(kind, PatchKindNames.ByName.Keys));
         }
+        else if (direction is not null) throw new CliUsageException($"--direction applies to --analysis patch and attribution, not {analysis}.");
+        if (direction is not null && !SweepAnalysis.Directions.Contains(direction))
+            throw new CliUsageException($"unknown --direction '{direction}'. Allowed: {string.Join(", ", SweepAnalysis.Directions)}." + NameSuggestions.DidYouMean(direction, SweepAnalysis.Directions));
         if (analysis == SweepAnalysis.SaeStats && saeLocation is null) throw new CliUsageException("--analysis sae-stats needs --sae.");
         CheckFolder(json); if (report is not null) CheckFolder(report);
 
@@ -98,11 +103,11 @@ internal sealed class SweepCommand : CliCommand
         if (sae is not null) hash = ModelIdentity.Combine(hash, ModelIdentity.HashSae(saeLocation!));
         var cleanPrompts = analysis == SweepAnalysis.SaeStats ? SweepPrompts.Read(model, clean) : DlaInput.FromFile(model, clean);
         List<DlaPrompt>? corruptedPrompts = null;
-        if (analysis == SweepAnalysis.Patch) corruptedPrompts = PatchCommand.ReadPairs(model, clean, cleanPrompts, corrupted!);
+        if (SweepAnalysis.IsPatching(analysis)) corruptedPrompts = PatchCommand.ReadPairs(model, clean, cleanPrompts, corrupted!);
         var spec = new SweepSpec
         {
             JobId = jobId ?? $"sweep-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}",
-            Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, TopK = topK, BatchSize = batchSize,
+            Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, Direction = direction ?? "denoising", TopK = topK, BatchSize = batchSize,
             LeaseSeconds = lease, ModelHash = hash, Sae = saeLocation, SaeHook = saeHook, Version = SweepWorker.Version, NLayers = model.Config.NLayers, NHeads = model.Config.NHeads,
             Prompts = cleanPrompts.Select((p, i) => new SweepPrompt
             {
@@ -138,12 +143,13 @@ internal sealed class SweepCommand : CliCommand
                 $"{o["dead_features"]} of {sae.Config.DSae} features never fired");
             if (report is not null) throw new SharpLensException("--report is not available for sae-stats; use 'sharplens sae --report' on a few prompts.");
         }
-        else if (spec.Analysis == SweepAnalysis.Patch)
+        else if (SweepAnalysis.IsPatching(spec.Analysis))
         {
+            string method = spec.Analysis == SweepAnalysis.Attribution ? "attribution" : "exact";
             var merged = SweepAnalyses.MergePatch(results);
             var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
-            o["method"] = "exact"; // as 'patch --json' writes for exact denoising patching
-            o["direction"] = "denoising";
+            o["method"] = method; // as 'patch --json' writes
+            o["direction"] = spec.Direction;
             o["job"] = job;
             DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             stdout.WriteLine($"clean metric {merged.CleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {merged.CorruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
@@ -151,7 +157,7 @@ internal sealed class SweepCommand : CliCommand
             {
                 using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing) : null;
                 using var values = TorchSharp.torch.tensor(merged.Values.Select(v => (float)v).ToArray(), merged.Shape);
-                PatchCommand.BuildReport(m ?? model!, spec.Model, spec.Kind!, merged.Axes, values, merged.CleanMetric, merged.CorruptedMetric,
+                PatchCommand.BuildReport(m ?? model!, spec.Model, $"{spec.Kind}, {method}, {spec.Direction}", merged.Axes, values, merged.CleanMetric, merged.CorruptedMetric,
                     Prompt(spec.Prompts[0])).Save(report);
             }
         }

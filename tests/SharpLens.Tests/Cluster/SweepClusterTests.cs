@@ -8,7 +8,7 @@ using SharpLens.Tests.Cli;
 namespace SharpLens.Tests.Cluster;
 
 /// <summary>
-/// A real cluster: redis-server and worker processes on localhost. Workers are killed with SIGKILL while they hold an
+/// A real cluster: redis-server and worker processes on localhost (exact and attribution patching, DLA). Workers are killed with SIGKILL while they hold an
 /// item; the sweep must still equal the single-process command, with every item recorded exactly once. Runs in the
 /// isolated collection: it starts processes and depends on timing that parallel tests would disturb.
 /// </summary>
@@ -125,6 +125,16 @@ public sealed class SweepClusterTests : IDisposable
         Assert.False(File.Exists(Path_("never.json")));
         SweepTestData.AssertSameResult(Path_("patch.json"), Path_("resumed.json"));
         AssertJob(Path_("resumed.json"), items: 12, retried: false);
+
+        // 4. Attribution patching (noising) on the surviving workers equals 'patch --method attribution'.
+        Assert.Equal(0, CliTestHelper.Run("patch", "--model", Golden.Dir, "--kind", "head_out_all_pos", "--method", "attribution", "--direction", "noising",
+            "--clean", clean, "--corrupted", corrupted, "--json", Path_("attribution.json")).Code);
+        r = CliTestHelper.Run("sweep", "--redis", redis!, "--cluster-id", cluster, "--job-id", "attribution-job", "--model", Golden.Dir,
+            "--analysis", "attribution", "--kind", "head_out_all_pos", "--direction", "noising", "--clean", clean, "--corrupted", corrupted,
+            "--batch-size", "5", "--json", Path_("sweep-attribution.json"));
+        Assert.True(r.Code == 0, r.Err);
+        SweepTestData.AssertSameResult(Path_("attribution.json"), Path_("sweep-attribution.json"));
+        AssertJob(Path_("sweep-attribution.json"), items: 10, retried: false);
     }
 
     private static void AssertJob(string path, int items, bool retried)

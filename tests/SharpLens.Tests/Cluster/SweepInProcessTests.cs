@@ -26,6 +26,44 @@ public sealed class SweepInProcessTests
         Assert.All(job["completions"]!.AsArray(), c => Assert.Equal(1, c!.GetValue<int>()));
     }
 
+    [Theory]
+    [InlineData("attribution", "resid_pre", "denoising", 5)]
+    [InlineData("attribution", "head_out_by_pos", "noising", 6)]
+    [InlineData("attribution", "head_pattern_all_pos", "denoising", 4)]
+    [InlineData("patch", "attn_out", "noising", 7)]
+    public void PatchingSweepsEqualThePatchCommandInEitherDirection(string analysis, string kind, string direction, int batch)
+    {
+        string dir = CliTestHelper.TempDir();
+        var (clean, corrupted) = SweepTestData.PromptFiles(dir, 19, seed: 11);
+        string expected = Path.Combine(dir, "patch.json"), actual = Path.Combine(dir, "sweep.json");
+        string method = analysis == "patch" ? "exact" : "attribution";
+        var p = CliTestHelper.Run("patch", "--model", Golden.Dir, "--kind", kind, "--method", method, "--direction", direction,
+            "--clean", clean, "--corrupted", corrupted, "--json", expected);
+        Assert.True(p.Code == 0, p.Err);
+        var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", analysis, "--kind", kind, "--direction", direction,
+            "--clean", clean, "--corrupted", corrupted, "--batch-size", batch.ToString(), "--json", actual);
+        Assert.True(r.Code == 0, r.Err);
+        SweepTestData.AssertSameResult(expected, actual);
+        var o = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(actual))!;
+        Assert.Equal(method, o["method"]!.GetValue<string>());
+        Assert.Equal(direction, o["direction"]!.GetValue<string>());
+        Assert.Equal((19 + batch - 1) / batch, o["job"]!["items"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void AttributionSweepIsNotTheExactSweep()
+    {
+        // Guards the test above: the two methods give different numbers here, so equality to the right one means something.
+        string dir = CliTestHelper.TempDir();
+        var (clean, corrupted) = SweepTestData.PromptFiles(dir, 6, seed: 11);
+        string a = Path.Combine(dir, "a.json"), e = Path.Combine(dir, "e.json");
+        foreach (var (analysis, path) in new[] { ("attribution", a), ("patch", e) })
+            Assert.Equal(0, CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", analysis, "--kind", "resid_pre", "--clean", clean,
+                "--corrupted", corrupted, "--batch-size", "4", "--json", path).Code);
+        var ex = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => SweepTestData.AssertSameResult(e, a));
+        Assert.Contains("$.values", ex.Message);
+    }
+
     [Fact]
     public void DlaSweepEqualsTheDlaCommandIncludingPerPromptRowsInOrder()
     {
@@ -52,6 +90,17 @@ public sealed class SweepInProcessTests
         r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "patch", "--clean", clean, "--json", json);
         Assert.Equal(2, r.Code);
         Assert.Contains("--kind and --corrupted", r.Err);
+        r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "attribution", "--kind", "resid_pre", "--clean", clean, "--json", json);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--analysis attribution needs --kind and --corrupted", r.Err);
+        r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "patch", "--kind", "resid_pre", "--clean", clean, "--corrupted", clean,
+            "--direction", "noisng", "--json", json);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("unknown --direction 'noisng'", r.Err);
+        Assert.Contains("noising", r.Err);
+        r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "dla", "--clean", clean, "--direction", "noising", "--json", json);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--direction applies to --analysis patch and attribution", r.Err);
         r = CliTestHelper.Run("sweep", "--resume", "sweep-x", "--json", json);
         Assert.Equal(2, r.Code);
         Assert.Contains("--resume needs --redis", r.Err);
