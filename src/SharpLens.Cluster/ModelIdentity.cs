@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using SharpLens.Model;
+using static TorchSharp.torch;
 
 namespace SharpLens.Cluster;
 
@@ -11,13 +13,14 @@ namespace SharpLens.Cluster;
 public static partial class ModelIdentity
 {
     /// <summary>
-    /// SHA-256 over every file's name and content hash (config, tokenizer and weight files) plus the processing flag.
+    /// SHA-256 over every file's name and content hash (config, tokenizer and weight files) plus the processing flag and
+    /// the dtype (the same files in bfloat16 give other numbers).
     /// Files in the Hugging Face cache are symlinks to blobs named by their SHA-256 (LFS) or git sha1, which is used as is
     /// instead of reading gigabytes again.
     /// </summary>
-    public static string Hash(string folder, bool noProcessing)
+    public static string Hash(string folder, bool noProcessing, ScalarType dtype = ScalarType.Float32)
     {
-        var lines = new StringBuilder($"processing={!noProcessing}\n");
+        var lines = new StringBuilder($"processing={!noProcessing}\ndtype={ModelDtype.Name(dtype)}\n");
         foreach (var path in Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal))
         {
             var info = new FileInfo(path);

@@ -195,6 +195,7 @@ public static class SweepAnalyses
         return new JsonObject
         {
             ["model"] = spec.Model,
+            ["dtype"] = spec.Dtype,
             ["sae"] = new JsonObject
             {
                 ["location"] = spec.Sae, ["hook_name"] = sae.HookName, ["architecture"] = SaeConfig.ArchitectureNames[(int)sae.Architecture],

@@ -1,3 +1,5 @@
+using SharpLens.Model;
+
 namespace SharpLens.Cluster;
 
 /// <summary>The analyses a sweep can run; each states how per-batch results merge (see <see cref="SweepAnalyses"/>).</summary>
@@ -81,6 +83,8 @@ public sealed record SweepSpec
     [Id(14)] public string? SaeHook { get; init; }
     /// <summary>Patching direction, one of <see cref="SweepAnalysis.Directions"/>.</summary>
     [Id(15)] public string Direction { get; init; } = "denoising";
+    /// <summary>Parameter and activation dtype of the model (<see cref="ModelDtype.Names"/>); part of the worker's model key and hash.</summary>
+    [Id(16)] public string Dtype { get; init; } = "float32";
 
     /// <summary>Number of work items.</summary>
     public int ItemCount => (Prompts.Length + BatchSize - 1) / BatchSize;

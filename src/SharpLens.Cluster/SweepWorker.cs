@@ -5,14 +5,18 @@ using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
 using SharpLens.Model;
 using SharpLens.Sae;
+using static TorchSharp.torch;
 
 namespace SharpLens.Cluster;
 
 /// <summary>Loads the model a job names; the CLI resolves names and folders as its other commands do.</summary>
 public interface ISweepModelSource
 {
-    /// <summary>Loads <paramref name="model"/> (with or without weight processing) and returns it with its content hash.</summary>
-    (HookedTransformer Model, string Hash) Load(string model, bool noProcessing);
+    /// <summary>
+    /// Loads <paramref name="model"/> (with or without weight processing, in <paramref name="dtype"/>) and returns it with its
+    /// content hash (<see cref="ModelIdentity.Hash"/>, which covers processing and dtype).
+    /// </summary>
+    (HookedTransformer Model, string Hash) Load(string model, bool noProcessing, ScalarType dtype);
 }
 
 /// <summary>How a worker runs.</summary>
@@ -29,13 +33,14 @@ public sealed class SweepWorkerSettings
 
 /// <summary>
 /// The worker of one silo: polls the job directory, takes work items from job coordinators, computes them with a model
-/// loaded once per silo (keyed by model + processing), renews its lease while computing, and records the result. On
+/// loaded once per silo (keyed by model + processing + dtype), renews its lease while computing, and records the result. On
 /// shutdown (Ctrl+C) it finishes the item in hand before the silo leaves.
 /// </summary>
 public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, ISweepModelSource models, SweepWorkerSettings settings,
     ILogger<SweepWorker> logger) : BackgroundService
 {
-    private readonly ConcurrentDictionary<(string, bool), (HookedTransformer Model, string Hash)> _models = new();
+    private readonly ConcurrentDictionary<(string, bool, ScalarType), (HookedTransformer Model, string Hash)> _models = new();
+    private readonly Dictionary<string, string> _unworkable = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SweepSpec> _specs = new(StringComparer.Ordinal);
     private readonly Dictionary<(string, string?), SparseAutoencoder> _saes = [];
     private readonly string _workerId = $"{silo.SiloAddress.ToParsableString()}/pid{Environment.ProcessId}";
@@ -57,7 +62,17 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
                 foreach (var jobId in await directory.Active())
                 {
                     if (stoppingToken.IsCancellationRequested) break;
-                    if (await TryWorkOn(grains.GetGrain<ISweepJobGrain>(jobId), jobId)) { worked = true; break; }
+                    if (_unworkable.ContainsKey(jobId)) continue;
+                    try
+                    {
+                        if (await TryWorkOn(grains.GetGrain<ISweepJobGrain>(jobId), jobId)) { worked = true; break; }
+                    }
+                    catch (SharpLensException e)
+                    {
+                        // This worker cannot load the job's model (or SAE); it stays available for the other jobs.
+                        _unworkable[jobId] = e.Message;
+                        settings.Log?.Invoke($"job {jobId}: skipped by this worker: {e.Message}");
+                    }
                 }
             }
             catch (Exception e) when (e is not OperationCanceledException && e is not SharpLensException)
@@ -84,7 +99,8 @@ public sealed class SweepWorker(IGrainFactory grains, ILocalSiloDetails silo, IS
             if (await job.Spec() is not { } s) return false;
             _specs[jobId] = spec = s;
         }
-        var (model, hash) = _models.GetOrAdd((spec.Model, spec.NoProcessing), key => models.Load(key.Item1, key.Item2));
+        var (model, hash) = _models.GetOrAdd((spec.Model, spec.NoProcessing, ModelDtype.Parse(spec.Dtype)),
+            key => models.Load(key.Item1, key.Item2, key.Item3));
         SparseAutoencoder? sae = null;
         if (spec.Sae is { } location && !_saes.TryGetValue((location, spec.SaeHook), out sae))
             _saes[(location, spec.SaeHook)] = sae = SparseAutoencoder.Load(location, spec.SaeHook);

@@ -38,6 +38,7 @@ internal sealed class SweepCommand : CliCommand
         Opt.Value("cluster-id", "ID", "cluster to use (default sharplens)"),
         Opt.Value("resume", "JOB_ID", "reattach to a running or finished job (needs --redis)"),
         Opt.Value("model", "M", "official name, Hugging Face repo id or local folder"),
+        ModelLoading.DtypeOption(),
         Opt.Choice("analysis", "NAME", $"what to compute: {string.Join(", ", SweepAnalysis.All)}", SweepAnalysis.All),
         Opt.Choice("kind", "KIND", $"patching kind: {string.Join(", ", PatchKindNames.ByName.Keys)}", PatchKindNames.ByName.Keys),
         Opt.Choice("direction", "denoising|noising", "patch / attribution: denoising, clean into corrupted (default); noising, corrupted into clean", SweepAnalysis.Directions),
@@ -77,6 +78,7 @@ internal sealed class SweepCommand : CliCommand
         string? saeLocation = args.Option("sae"), saeHook = args.Option("sae-hook"), direction = args.Option("direction");
         int batchSize = args.Int("batch-size", 8, min: 1), topK = args.Int("top-k", 10, min: 1), lease = args.Int("lease-seconds", 30, min: 1);
         bool noProcessing = args.Flag("no-processing");
+        var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         if (!SweepAnalysis.All.Contains(analysis))
             throw new CliUsageException($"unknown --analysis '{analysis}'. Allowed: {string.Join(", ", SweepAnalysis.All)}." + NameSuggestions.DidYouMean(analysis, SweepAnalysis.All));
@@ -97,7 +99,7 @@ internal sealed class SweepCommand : CliCommand
         using var host = redis is null
             ? await SweepHost.StartInProcessAsync(models, new SweepWorkerSettings())
             : await SweepHost.StartClientAsync(redis, clusterId);
-        var (model, modelHash) = models.Load(modelName, noProcessing);
+        var (model, modelHash) = models.Load(modelName, noProcessing, dtype);
         string hash = modelHash;
         using var sae = saeLocation is null ? null : SparseAutoencoder.Load(saeLocation, saeHook);
         if (sae is not null) hash = ModelIdentity.Combine(hash, ModelIdentity.HashSae(saeLocation!));
@@ -107,7 +109,7 @@ internal sealed class SweepCommand : CliCommand
         var spec = new SweepSpec
         {
             JobId = jobId ?? $"sweep-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3))}",
-            Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, Direction = direction ?? "denoising", TopK = topK, BatchSize = batchSize,
+            Model = modelName, NoProcessing = noProcessing, Analysis = analysis, Kind = kind, Direction = direction ?? "denoising", Dtype = ModelDtype.Name(dtype), TopK = topK, BatchSize = batchSize,
             LeaseSeconds = lease, ModelHash = hash, Sae = saeLocation, SaeHook = saeHook, Version = SweepWorker.Version, NLayers = model.Config.NLayers, NHeads = model.Config.NHeads,
             Prompts = cleanPrompts.Select((p, i) => new SweepPrompt
             {
@@ -150,12 +152,13 @@ internal sealed class SweepCommand : CliCommand
             var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
             o["method"] = method; // as 'patch --json' writes
             o["direction"] = spec.Direction;
+            o["dtype"] = spec.Dtype;
             o["job"] = job;
             DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             stdout.WriteLine($"clean metric {merged.CleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {merged.CorruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
             if (report is not null)
             {
-                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing) : null;
+                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing, dtype: ModelDtype.Parse(spec.Dtype)) : null;
                 using var values = TorchSharp.torch.tensor(merged.Values.Select(v => (float)v).ToArray(), merged.Shape);
                 PatchCommand.BuildReport(m ?? model!, spec.Model, $"{spec.Kind}, {method}, {spec.Direction}", merged.Axes, values, merged.CleanMetric, merged.CorruptedMetric,
                     Prompt(spec.Prompts[0])).Save(report);
@@ -165,13 +168,13 @@ internal sealed class SweepCommand : CliCommand
         {
             var merged = SweepAnalyses.MergeDla(results, spec.NLayers, spec.NHeads, spec.TopK);
             var prompts = spec.Prompts.Select(Prompt).ToList();
-            var o = DlaOutput.ToJson(spec.NLayers, spec.NHeads, spec.Model, prompts, merged);
+            var o = DlaOutput.ToJson(spec.NLayers, spec.NHeads, spec.Model, prompts, merged, spec.Dtype);
             o["job"] = job;
             DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             DlaOutput.PrintTables(stdout, prompts, merged);
             if (report is not null)
             {
-                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing) : null;
+                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing, dtype: ModelDtype.Parse(spec.Dtype)) : null;
                 DlaReport.Build(m ?? model!, spec.Model, "Direct logit attribution (sweep)", prompts, merged).Save(report);
             }
         }

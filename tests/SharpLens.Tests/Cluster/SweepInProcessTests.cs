@@ -1,7 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using SharpLens.Cluster;
+using SharpLens.Loading;
 using SharpLens.Model;
 using SharpLens.Tests.Cli;
+using static TorchSharp.torch;
 
 namespace SharpLens.Tests.Cluster;
 
@@ -101,6 +103,9 @@ public sealed class SweepInProcessTests
         r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "dla", "--clean", clean, "--direction", "noising", "--json", json);
         Assert.Equal(2, r.Code);
         Assert.Contains("--direction applies to --analysis patch and attribution", r.Err);
+        r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "dla", "--clean", clean, "--dtype", "fp8", "--json", json);
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--dtype 'fp8' is not a dtype; allowed: float32, bfloat16, float16", r.Err);
         r = CliTestHelper.Run("sweep", "--resume", "sweep-x", "--json", json);
         Assert.Equal(2, r.Code);
         Assert.Contains("--resume needs --redis", r.Err);
@@ -109,8 +114,70 @@ public sealed class SweepInProcessTests
 
     private sealed class OtherModel(HookedTransformer model) : ISweepModelSource
     {
-        public (HookedTransformer Model, string Hash) Load(string name, bool noProcessing) => (model, "a-different-model");
+        public (HookedTransformer Model, string Hash) Load(string name, bool noProcessing, ScalarType dtype) => (model, "a-different-model");
     }
+
+    /// <summary>
+    /// Counts loads per key (model, processing, dtype) and hashes each key as the CLI does. It hands out the float32 golden
+    /// model for every dtype: what is tested here is the worker's bookkeeping, not bfloat16 arithmetic.
+    /// </summary>
+    private sealed class CountingSource : ISweepModelSource
+    {
+        public List<(string, bool, ScalarType)> Loads { get; } = [];
+
+        public (HookedTransformer Model, string Hash) Load(string name, bool noProcessing, ScalarType dtype)
+        {
+            lock (Loads) Loads.Add((name, noProcessing, dtype));
+            return (HookedTransformer.FromFolder(Golden.Dir, noProcessing ? ProcessingOptions.None : ProcessingOptions.Default, "tiny"),
+                ModelIdentity.Hash(Golden.Dir, noProcessing, dtype));
+        }
+    }
+
+    [Fact]
+    public async Task AWorkerLoadsEachModelAndDtypeOnceAndKeepsWorkingAfterRefusingAJob()
+    {
+        var source = new CountingSource();
+        using var host = await SweepHost.StartInProcessAsync(source, new SweepWorkerSettings());
+        var grains = host.Services.GetRequiredService<IGrainFactory>();
+        string f32 = ModelIdentity.Hash(Golden.Dir, false, ScalarType.Float32), bf16 = ModelIdentity.Hash(Golden.Dir, false, ScalarType.BFloat16);
+        Assert.NotEqual(f32, bf16);
+        var prompts = Enumerable.Range(0, 3).Select(i => new SweepPrompt
+        {
+            Prompt = $"p{i}", Correct = "a", Incorrect = "b", Ids = [999, 5 + i, 17, 301, 42 + i], CorrectId = 3 + i, IncorrectId = 400 + i,
+        }).ToArray();
+        SweepSpec Job(string id, string dtype, string hash) => new()
+        {
+            JobId = id, Model = "tiny", Analysis = SweepAnalysis.Dla, BatchSize = 2, ModelHash = hash, Version = SweepWorker.Version,
+            NLayers = 2, NHeads = 4, Dtype = dtype, Prompts = prompts,
+        };
+        // The first job names a dtype this worker cannot load (it skips that job); the second job's client computed in
+        // bfloat16 but asks for float32: the worker cannot reproduce it and refuses it. Neither stops it working on the others.
+        var jobs = new[] { Job("bad-dtype", "int8", f32), Job("mismatch", "float32", bf16), Job("f32", "float32", f32), Job("bf16", "bfloat16", bf16), Job("f32-again", "float32", f32) };
+        foreach (var spec in jobs)
+        {
+            await grains.GetGrain<ISweepJobGrain>(spec.JobId).Submit(spec);
+            await grains.GetGrain<IJobDirectoryGrain>(0).Add(spec.JobId);
+        }
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+        async Task<JobStatus> Status(string id) => await grains.GetGrain<ISweepJobGrain>(id).Status();
+        var ids = new[] { "f32", "bf16", "f32-again" };
+        while (DateTime.UtcNow < until)
+        {
+            var states = await Task.WhenAll(ids.Select(Status));
+            Assert.All(states, st => Assert.Null(st.Error));
+            if (states.All(st => st.Finished)) break;
+            await Task.Delay(200);
+        }
+        var refused = await Status("mismatch");
+        Assert.Contains(refused.Refusals, r => r.Contains("loaded a different model"));
+        Assert.Equal(0, refused.Done);
+        Assert.Equal(0, (await Status("bad-dtype")).Done);
+        foreach (var id in ids) Assert.True((await Status(id)).Finished, id);
+        // One load per key: the float32 model serves "f32" and "f32-again" (and the refused job), bfloat16 is a second key.
+        Assert.Equal([("tiny", false, ScalarType.Float32), ("tiny", false, ScalarType.BFloat16)], source.Loads.Order().ToList());
+        Assert.Equal(await grains.GetGrain<ISweepJobGrain>("f32").Results(), await grains.GetGrain<ISweepJobGrain>("f32-again").Results());
+    }
+
 
     [Fact]
     public async Task AWorkerWithAnotherModelRefusesTheJobAndTheStatusSaysWhy()
