@@ -110,19 +110,23 @@ public static class DirectLogitAttribution
             }
 
             progress?.Report("checking the seed's identity");
-            var finalResid = cache[$"blocks.{model.Config.NLayers - 1}.hook_resid_post"];
+            // Projections, sums and checks in float32 whatever the model's dtype (bfloat16 caches are widened here).
+            static Tensor Up(Tensor t) => Model.Components.Ops.Up(t);
+            var finalResid = Up(cache[$"blocks.{model.Config.NLayers - 1}.hook_resid_post"]);
             var projected = Project(finalResid.unsqueeze(0))[0];
-            var bU = model.b_U;
+            var bU = Up(model.b_U);
             var biasTerm = (bU.index_select(0, answerTokens[.., 0]) - bU.index_select(0, answerTokens[.., 1])).mean();
 
             progress?.Report("accumulated and decomposed residual stream");
             var (accStack, accLabels) = cache.AccumulatedResid(-1, inclMid: !model.Config.ParallelAttnMlp); // parallel blocks have no resid_mid
             var acc = Project(accStack);
             var (decStack, decLabels) = cache.DecomposeResid(-1);
+            decStack = Up(decStack);
             var dec = Project(decStack);
 
             progress?.Report("per-head direct logit attribution");
             var (headStack, _) = cache.StackHeadResults(-1);
+            headStack = Up(headStack);
             var heads = Project(headStack).reshape(model.Config.NLayers, model.Config.NHeads);
 
             var headArr = heads.ToArray2D();
@@ -143,7 +147,7 @@ public static class DirectLogitAttribution
             var headsAtEnd = LogitDiff.FinalPosition(headStack, finalPos)
                 .reshape(cfg.NLayers, cfg.NHeads, batch, cfg.DModel).sum(1);                                     // [L, b, d]
             var attnOuts = stack(Enumerable.Range(0, cfg.NLayers)
-                .Select(l => LogitDiff.FinalPosition(cache[$"blocks.{l}.hook_attn_out"].unsqueeze(0), finalPos)[0] - model.b_O[l]).ToArray());
+                .Select(l => LogitDiff.FinalPosition(Up(cache[$"blocks.{l}.hook_attn_out"]).unsqueeze(0), finalPos)[0] - Up(model.b_O[l])).ToArray());
             double headError = (headsAtEnd - attnOuts).abs().max().item<float>();
             var notes = Notes(cfg, og, uncapped, proj + biasTerm.item<float>() - uncapped, decError, headError, 1e-3 * scaleOfResid);
             return new DlaResult

@@ -216,13 +216,13 @@ public sealed partial class ActivationCache
         Slice? batchSlice = null, bool hasBatchDim = true, bool recomputeLn = false)
     {
         string? norm = Model.Config.NormalizationType;
-        if (norm is null) return residualStack.alias();
+        if (norm is null) return residualStack.dtype == ScalarType.Float32 ? residualStack.alias() : residualStack.to_type(ScalarType.Float32);
         bool centre = norm is "LN" or "LNPre"; // RMSNorm only divides by the scale
         int L = ResolveLayer(layer, nameof(ApplyLnToStack));
         if (mlpInput && L == NLayers)
             throw new SharpLensException("ApplyLnToStack: mlpInput is only valid for a layer below n_layers (the unembed has no MLP).");
         using var scope = NewDisposeScope();
-        var stackT = residualStack;
+        var stackT = SharpLens.Model.Components.Ops.Up(residualStack); // float32 whatever the model's dtype, like the cached scale
         if (hasBatchDim && batchSlice is { } bs) stackT = bs.Apply(stackT, 1);
         if (recomputeLn && L == NLayers)
         {

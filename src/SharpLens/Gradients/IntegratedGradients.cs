@@ -35,7 +35,7 @@ public static class IntegratedGradients
         using var scope = NewDisposeScope();
         var (logits, cache) = model.RunWithCache(tokens, [hookName]);
         using var c = cache;
-        var input = cache[hookName].clone();
+        var input = Model.Components.Ops.Up(cache[hookName]).clone(); // sums in float32 whatever the model's dtype
         var inputMetric = perPromptMetric(logits);
         var baselineMetric = perPromptMetric(model.RunWithHooks(tokens, [Hook.At(hookName, (a, _) => a * 0)]));
         var alphas = (arange(steps, dtype: ScalarType.Float32) + 0.5f) / steps;

@@ -47,7 +47,13 @@ public sealed class HookPoint
     /// </summary>
     public Tensor Apply(Tensor activation)
     {
-        if (Replacement is not null) activation = Replacement.Forward(activation);
+        if (Replacement is not null)
+        {
+            // A spliced module (an SAE, float32 like SAELens's) hands back the model's dtype, as SAELens casts sae_out back.
+            var dtype = activation.dtype;
+            activation = Replacement.Forward(activation);
+            if (activation.dtype != dtype) activation = activation.to_type(dtype);
+        }
         else
         {
             if (_hooks.Count > 0) activation = RunHooks(_hooks, activation, "activation");

@@ -97,7 +97,7 @@ public sealed partial class HookedTransformer
     public static Tensor LossFromLogits(Tensor logits, Tensor tokens, bool perToken = false, Tensor? attentionMask = null)
     {
         using var scope = NewDisposeScope();
-        var logProbs = logits.log_softmax(-1);
+        var logProbs = Components.Ops.Up(logits).log_softmax(-1); // float32 even for half logits
         long pos = tokens.shape[1];
         var predicted = logProbs.narrow(1, 0, pos - 1).gather(-1, tokens.narrow(1, 1, pos - 1).unsqueeze(-1)).squeeze(-1);
         var loss = -predicted;

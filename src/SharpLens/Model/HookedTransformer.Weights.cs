@@ -108,7 +108,8 @@ public sealed partial class HookedTransformer
 
     /// <summary>
     /// The residual-stream direction of each token (TransformerLens's <c>tokens_to_residual_directions</c>):
-    /// <c>W_U[:, tokens]</c> with d_model moved last, so [batch, 2] answer tokens give [batch, 2, d_model].
+    /// <c>W_U[:, tokens]</c> with d_model moved last, so [batch, 2] answer tokens give [batch, 2, d_model]. Float32 whatever
+    /// the model's dtype: DLA projections run in float32.
     /// </summary>
     public Tensor TokensToResidualDirections(Tensor tokens)
     {
@@ -118,7 +119,7 @@ public sealed partial class HookedTransformer
         using var scope = NewDisposeScope();
         var cols = W_U.index_select(1, tokens.reshape(-1).to_type(ScalarType.Int64)); // [d_model, n]
         var shape = tokens.shape.Append(Config.DModel).ToArray();
-        return cols.t().reshape(shape).MoveToOuterDisposeScope();
+        return Components.Ops.Up(cols.t().reshape(shape)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The residual direction of one token id [d_model].</summary>

@@ -26,6 +26,8 @@ internal sealed record AttentionContext(Tensor? Mask, Tensor? Positions);
 /// grouped-query keys/values (kv head j serves query heads j·g … j·g+g−1), optional q/k norm and rotary positions,
 /// a local window per layer and a score soft-cap. <c>hook_attn_scores</c> is scaled, soft-capped and masked with -inf,
 /// as in TransformerLens. When nothing observes the scores or the pattern, a fused kernel computes z directly.
+/// In a bfloat16/float16 model q·kᵀ, the scores (<c>hook_attn_scores</c>, float32) and the softmax run in float32 like
+/// TransformerLens; the pattern is rounded to the model's dtype before <c>hook_pattern</c>.
 /// </summary>
 internal sealed class Attention
 {
@@ -82,25 +84,29 @@ internal sealed class Attention
         Tensor z;
         bool fused = ctx.Mask is null && qLen == kLen && _window is null && _softCap is null
             && !_hooks.AttnScores.HasHooks && !_hooks.Pattern.HasHooks && Math.Abs(_scale - Math.Sqrt(dh)) < 1e-12;
+        var dtype = qh.dtype;
+        bool half = Ops.IsHalf(dtype);
         if (fused)
         {
-            z = F.scaled_dot_product_attention(qh, kh, vh, is_casual: true); // [b, h, q, dh]
+            // Half types: the whole attention in float32 (a few % of the FLOPs), rounded once.
+            z = half ? F.scaled_dot_product_attention(Ops.Up(qh), Ops.Up(kh), Ops.Up(vh), is_casual: true).to_type(dtype)
+                : F.scaled_dot_product_attention(qh, kh, vh, is_casual: true); // [b, h, q, dh]
         }
         else
         {
-            var scores = qh.matmul(kh.transpose(-1, -2)) / _scale;            // [b, h, q, k]
+            var scores = Ops.Up(qh).matmul(Ops.Up(kh).transpose(-1, -2)) / _scale; // [b, h, q, k], float32 for half types
             if (_softCap is { } cap) scores = (scores / cap).tanh() * cap;     // capped before masking
             scores = _hooks.AttnScores.Apply(scores.masked_fill(Allowed(qLen, kLen, ctx.Mask).logical_not(), float.NegativeInfinity));
             var pattern = scores.softmax(-1);
             pattern = pattern.masked_fill(pattern.isnan(), 0.0); // rows with every key masked (left padding)
-            pattern = _hooks.Pattern.Apply(pattern);
-            z = pattern.matmul(vh);
+            pattern = _hooks.Pattern.Apply(half ? pattern.to_type(dtype) : pattern);
+            z = Ops.MatMul(pattern, vh);
         }
         z = _hooks.Z.Apply(z.permute(0, 2, 1, 3));                       // [b, q, h, dh]
 
         if (_cfg.UseAttnResult)
         {
-            var result = _hooks.Result.Apply(einsum("bphd,hde->bphe", z, _w.WO));
+            var result = _hooks.Result.Apply(Ops.Einsum("bphd,hde->bphe", z, _w.WO));
             return result.sum(-2) + _w.BO;
         }
         return Ops.Affine(z.reshape(z.shape[0], z.shape[1], h * dh), _w.WOFlat, _w.BO);
@@ -122,5 +128,5 @@ internal sealed class Attention
 
     /// <summary>Per-head projection of a [b, p, d] or per-head [b, p, h, d] input to [b, p, h, d_head].</summary>
     private static Tensor Project(Tensor x, Tensor w, Tensor b) =>
-        (x.dim() == 4 ? einsum("bphd,hde->bphe", x, w) : einsum("bpd,hde->bphe", x, w)) + b;
+        (x.dim() == 4 ? Ops.Einsum("bphd,hde->bphe", x, w) : Ops.Einsum("bpd,hde->bphe", x, w)) + b;
 }

@@ -5,8 +5,39 @@ namespace SharpLens.Model.Components;
 /// <summary>Small tensor helpers shared by the components.</summary>
 internal static class Ops
 {
-    /// <summary><c>x @ w + b</c> over the last axis of <paramref name="x"/>, as one GEMM (addmm) on a 2-D view.</summary>
+    /// <summary>
+    /// <c>x @ w + b</c> over the last axis of <paramref name="x"/>, as one GEMM (addmm) on a 2-D view. The result has
+    /// <paramref name="x"/>'s dtype; bfloat16/float16 products accumulate in float32 either way (see <see cref="HalfGemm"/>).
+    /// </summary>
     public static Tensor Affine(Tensor x, Tensor w, Tensor? b)
+    {
+        if (x.dtype == ScalarType.Float32 || HalfGemm.Native(x.dtype)) return AffineRaw(x, w, b);
+        return AffineRaw(Up(x), Up(w), b is null ? null : Up(b)).to_type(x.dtype);
+    }
+
+    /// <summary><see cref="Affine"/> with a float32 result (the logits): no rounding to bfloat16/float16 on the way out.</summary>
+    public static Tensor AffineFloat32(Tensor x, Tensor w, Tensor? b)
+    {
+        if (x.dtype == ScalarType.Float32) return AffineRaw(x, w, b);
+        if (HalfGemm.Native(x.dtype)) return AffineRaw(x, w, b).to_type(ScalarType.Float32);
+        return AffineRaw(Up(x), Up(w), b is null ? null : Up(b));
+    }
+
+    /// <summary>Batched <c>a @ b</c> in <paramref name="a"/>'s dtype, float32 accumulation for half types.</summary>
+    public static Tensor MatMul(Tensor a, Tensor b) =>
+        a.dtype == ScalarType.Float32 || HalfGemm.Native(a.dtype) ? a.matmul(b) : Up(a).matmul(Up(b)).to_type(a.dtype);
+
+    /// <summary>A two-operand einsum in <paramref name="a"/>'s dtype, float32 accumulation for half types.</summary>
+    public static Tensor Einsum(string equation, Tensor a, Tensor b) =>
+        a.dtype == ScalarType.Float32 || HalfGemm.Native(a.dtype) ? einsum(equation, a, b) : einsum(equation, Up(a), Up(b)).to_type(a.dtype);
+
+    /// <summary>The tensor in float32 (itself when it already is).</summary>
+    public static Tensor Up(Tensor t) => t.dtype == ScalarType.Float32 ? t : t.to_type(ScalarType.Float32);
+
+    /// <summary>Whether <paramref name="dtype"/> is bfloat16 or float16 (computed with float32 islands).</summary>
+    public static bool IsHalf(ScalarType dtype) => dtype is ScalarType.BFloat16 or ScalarType.Float16;
+
+    private static Tensor AffineRaw(Tensor x, Tensor w, Tensor? b)
     {
         var shape = x.shape;
         var x2 = x.reshape(-1, shape[^1]);

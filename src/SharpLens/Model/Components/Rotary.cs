@@ -7,7 +7,8 @@ namespace SharpLens.Model.Components;
 /// <c>apply_rotary</c>): <c>x·cos + rotate(x)·sin</c> with angle <c>pos / base^(2i/rotary_dim)</c>. Pairs are
 /// (i, i + rotary_dim/2) (rotate-half, GPT-NeoX/Llama) or (2i, 2i+1) (GPT-J). With Llama-3.1's NTK-by-parts scaling the
 /// inverse frequencies are rescaled as in Hugging Face's <c>_compute_llama3_parameters</c>.
-/// Angles are computed for the positions in use, in float32 like TransformerLens's tables.
+/// Angles are computed for the positions in use, in float32 like TransformerLens's tables; the rotation itself runs in
+/// float32 too and the result is rounded once to the model's dtype.
 /// </summary>
 internal sealed class Rotary : IDisposable
 {
@@ -49,12 +50,15 @@ internal sealed class Rotary : IDisposable
     /// </summary>
     public Tensor Apply(Tensor x, long offset, Tensor? positions)
     {
+        var dtype = x.dtype;
+        x = Ops.Up(x);
         long pos = x.shape[1];
         var p = positions is null ? arange(offset, offset + pos, dtype: ScalarType.Float32).unsqueeze(0) : positions.to_type(ScalarType.Float32);
         var angles = (p.unsqueeze(-1) / _freq).unsqueeze(2);              // [1 or batch, pos, 1, rotary_dim]
         var rot = _rotaryDim == x.shape[3] ? x : x.narrow(-1, 0, _rotaryDim);
         var rotated = rot * angles.cos() + Rotate(rot) * angles.sin();
-        return _rotaryDim == x.shape[3] ? rotated : cat([rotated, x.narrow(-1, _rotaryDim, x.shape[3] - _rotaryDim)], -1);
+        var result = _rotaryDim == x.shape[3] ? rotated : cat([rotated, x.narrow(-1, _rotaryDim, x.shape[3] - _rotaryDim)], -1);
+        return result.dtype == dtype ? result : result.to_type(dtype);
     }
 
     /// <summary>(a, b) → (−b, a) for each rotating pair.</summary>
