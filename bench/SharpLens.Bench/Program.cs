@@ -8,7 +8,7 @@ using SharpLens.Tokenization;
 using static TorchSharp.torch;
 
 // Benchmark suite: dotnet run -c Release --project bench/SharpLens.Bench -- [--model DIR] [--json out.json] [--quick]
-// [--runs N] [--threads N] [--interop-threads N]. See bench/README.md for what each number means.
+// [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16]. See bench/README.md for what each number means.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 if (args is ["--load-probe", var probeFolder])
 {
@@ -30,6 +30,7 @@ if (args is ["--tokenizers-only", ..] && FamilyTokenizers.FindFixtures() is { } 
 }
 string? modelDir = null, jsonPath = null;
 bool quick = false;
+var dtype = ScalarType.Float32; // --dtype: the type the main phases run in (the bf16 phase always runs)
 int? runsArg = null, threads = null, interop = null;
 for (int i = 0; i < args.Length; i++)
 {
@@ -42,8 +43,9 @@ for (int i = 0; i < args.Length; i++)
         case "--runs": runsArg = int.Parse(Next()); break;
         case "--threads": threads = int.Parse(Next()); break;
         case "--interop-threads": interop = int.Parse(Next()); break;
+        case "--dtype": dtype = ModelDtype.Parse(Next()); break;
         case "-h" or "--help":
-            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N]");
+            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16]");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
@@ -56,7 +58,7 @@ if (threads is { } th) set_num_threads(th);
 int runs = runsArg ?? (quick ? 2 : 5), warmup = 1;
 void Log(string s) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}");
 var machine = Measure.MachineInfo();
-var result = new JsonObject { ["machine"] = machine, ["quick"] = quick, ["runs"] = runs, ["warmup_runs"] = warmup };
+var result = new JsonObject { ["machine"] = machine, ["quick"] = quick, ["runs"] = runs, ["warmup_runs"] = warmup, ["dtype"] = ModelDtype.Name(dtype) };
 
 // --- the checkpoint ---
 var shape = quick ? Gpt2Shape.Tiny : Gpt2Shape.Small;
@@ -77,7 +79,7 @@ result["gemm"] = new JsonObject { ["n"] = gemmN, ["best_ms"] = Math.Round(gemmMs
 // --- load + convert + process ---
 Log($"load+convert+process {folder} ...");
 double rssBeforeLoad = Measure.RssMb();
-var load = Measure.Time(warmup, runs, () => HookedTransformer.FromPretrained(folder).Dispose());
+var load = Measure.Time(warmup, runs, () => HookedTransformer.FromPretrained(folder, dtype: dtype).Dispose());
 var loadJson = load.ToJson();
 loadJson["checkpoint_mb"] = Math.Round(ckptMb, 1);
 // What loading adds at its peak, over the process before it (runtime + libtorch + earlier phases, ~150-250 MB).
@@ -92,7 +94,7 @@ if (Measure.SingleLoadPeakMb(folder) is { } single)
 }
 result["load"] = loadJson;
 
-using var model = HookedTransformer.FromPretrained(folder);
+using var model = HookedTransformer.FromPretrained(folder, dtype: dtype);
 result["model_resident_mb"] = Math.Round(Measure.RssMb() - rssBeforeLoad, 1);
 var cfg = model.Config;
 result["model"]!["config"] = JsonNode.Parse(cfg.ToJson());
@@ -129,6 +131,9 @@ Timed("cache_resid_post_8x15", () => Workloads.RunWithCache(model, ioi, n => n.E
 Timed("cache_all_4x256", () => Workloads.RunWithCache(model, long256, null));
 Timed("dla_8x15", () => Workloads.Dla(model, ioi, answers));
 Timed("dla_run_8x15", () => Workloads.DlaRun(model, ioi, answers));
+
+// --- bfloat16: timings and error against float32 (every run) ---
+result["bf16"] = Bf16Phase.Run(folder, model, ioi, long256, answers, warmup, runs, Log);
 
 // --- tokenizer ---
 Log("tokenizer ...");

@@ -28,7 +28,16 @@ internal sealed record Target(string Name, string Measured, string Goal, bool Me
             new("RunWithCache(resid_post) 8x15", $"{M("cache_resid_post_8x15") / f15:F2}× Forward", "≤ 1.05× Forward", M("cache_resid_post_8x15") / f15 <= 1.05),
             new("DLA 8x15", $"{M("dla_8x15") / c15:F2}× RunWithCache(all)", "≤ 1.5× RunWithCache(all)", M("dla_8x15") / c15 <= 1.5),
             new("100× RunWithCache RSS", $"{growth:+0.0;-0.0}%", "flat (±5%)", Math.Abs(growth) <= 5),
+            .. Bf16Targets(r, f256),
         ];
+    }
+
+    /// <summary>bfloat16 Forward [4,256] against the float32 one (only when the main phases ran in float32).</summary>
+    private static IEnumerable<Target> Bf16Targets(JsonObject r, double f256)
+    {
+        if (r["bf16"] is not JsonObject b || r["dtype"]?.GetValue<string>() is not (null or "float32")) yield break;
+        double ratio = b["forward_4x256"]!["median_ms"]!.GetValue<double>() / f256;
+        yield return new("bf16 Forward 4x256", $"{ratio:F2}× float32 ({b["gemm"]} GEMM)", "≤ 0.4× float32", ratio <= 0.4);
     }
 }
 
@@ -54,6 +63,15 @@ internal static class Report
             double peak = p["peak_rss_mb"]!.GetValue<double>(), baseline = p["baseline_rss_mb"]!.GetValue<double>();
             o.WriteLine($"{key,-24} {p["median_ms"]!.GetValue<double>(),11:F1} {p["min_ms"]!.GetValue<double>(),10:F1} " +
                 $"{Opt(p["gflops"]),9} {Opt(p["pct_of_peak"]),7} {peak,12:F0} {peak - baseline,9:F0}");
+        }
+        if (r["bf16"] is JsonObject b)
+        {
+            foreach (var key in new[] { "forward_8x15", "forward_4x256", "cache_all_4x256", "forward_4x256_native_bf16_gemm" })
+                if (b[key] is { } p)
+                    o.WriteLine($"{"bf16 " + key,-24} {p["median_ms"]!.GetValue<double>(),11:F1} {p["min_ms"]!.GetValue<double>(),10:F1}");
+            o.WriteLine($"bf16 ({b["gemm"]} GEMMs) vs float32: max |logit err| {b["logits_max_abs_err_vs_fp32"]} (max |logit| {b["logits_max_abs_fp32"]}), " +
+                $"avg logit diff err {b["avg_logit_diff_abs_err_vs_fp32"]} (of {b["avg_logit_diff_fp32"]}), DLA identity error {b["dla_identity_error"]} " +
+                $"(float32 {b["dla_identity_error_fp32"]})");
         }
         o.WriteLine();
         var g = r["memory_growth"]!;
