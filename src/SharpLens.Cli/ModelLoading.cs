@@ -16,14 +16,16 @@ internal static class ModelLoading
     public static string Revision(CliArgs args) => args.Option("revision") ?? "main";
 
     /// <summary>
-    /// <c>--dtype float32|bfloat16|float16</c> for every command that loads a model. The help states float16's cost:
-    /// this CPU has no float16 matrix kernels, so float16 runs ~1 GFLOP/s against ~600 for bfloat16 (measured, 2 cores).
+    /// <c>--dtype float32|bfloat16|float16</c> for every command that loads a model. The help states what the half types
+    /// cost on a CPU without avx512_bf16/AMX (measured on the 2-core dev VM: libtorch's float16 GEMM 1.3 GFLOP/s, bfloat16
+    /// 12–27, float32 55–92): SharpLens widens their matrix products to float32, so they save memory, not time.
     /// </summary>
     public static System.CommandLine.Option<string> DtypeOption() =>
         Opt.Choice("dtype", "float32|bfloat16|float16",
-            "parameter and activation type (default float32; also fp32, bf16, fp16). bfloat16 halves memory and is faster on CPUs " +
-            "with avx512_bf16; float16 is VERY slow on CPU (no float16 matrix kernels: ~1 GFLOP/s vs ~600 for bfloat16) — use it only to " +
-            "reproduce float16 numbers", ModelDtype.Names);
+            "parameter and activation type (default float32; also fp32, bf16, fp16). bfloat16/float16 halve the model's memory; " +
+            "norm statistics, attention softmax and logits stay float32. On CPUs without avx512_bf16/AMX they are NOT faster: libtorch's " +
+            "float16 matrix product is very slow on CPU (~1 GFLOP/s, measured) and its bfloat16 one 2-3x slower than float32, so " +
+            "SharpLens runs their products in float32 (same numbers) at about float32 speed", ModelDtype.Names);
 
     /// <summary>The <c>--dtype</c> option, float32 when absent; an unknown name is a usage error (exit 2) listing the allowed ones.</summary>
     public static ScalarType Dtype(CliArgs args)
