@@ -164,6 +164,8 @@ public sealed partial class HookedTransformer
                 shape[d] = (a[d] == b[d] && a[d] == c[d]) ? a[d]
                     : (a[d] == 1 && b[d] == 2 && c[d] == 1) ? batch
                     : (a[d] == p0 && b[d] == p0 && c[d] == p0 + 1) ? pos
+                    // batch·pos·k flattened into one axis (per-head q/k norm hooks: [batch·pos·heads, ...])
+                    : (a[d] % p0 == 0 && b[d] == 2 * a[d] && c[d] == a[d] / p0 * (p0 + 1)) ? batch * pos * (a[d] / p0)
                     : throw new SharpLensException($"Axis {d} of '{name}' is neither constant nor the batch or position axis; " +
                         "this run cannot be streamed. Use the in-memory RunWithCache.");
             result.Add((name, dtype, shape));
