@@ -40,6 +40,15 @@ internal sealed class FakeHub : IDisposable
     public bool Always401;
     public int ChunkDelayMs;
 
+    /// <summary>
+    /// Fuzzing hook, called with (method, target, headers, body) for every response: may change the headers in place
+    /// (a <c>Content-Length</c> entry replaces the real one; <see cref="Omit"/> as its value sends none) and returns the body to send.
+    /// </summary>
+    public Func<string, string, Dictionary<string, string>, byte[], byte[]>? Tamper;
+
+    /// <summary>A header value that makes <see cref="Send"/> leave the header out (for <c>Content-Length</c>).</summary>
+    public const string Omit = "\0omit";
+
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly CancellationTokenSource _stop = new();
 
@@ -103,6 +112,7 @@ internal sealed class FakeHub : IDisposable
         string method = parts[0], target = parts[1];
         headers.TryGetValue("Range", out var range);
         var resp = Route(method, target, headers, range);
+        if (Tamper is { } tamper) resp = resp with { Body = tamper(method, target, resp.Headers, resp.Body) };
         Log.Enqueue(new Request(method, target, headers.ContainsKey("Authorization"), range, resp.Status));
         await Send(client, stream, method, resp);
     }
@@ -158,9 +168,10 @@ internal sealed class FakeHub : IDisposable
     private async Task Send(TcpClient client, NetworkStream stream, string method, Response r)
     {
         var head = new StringBuilder($"HTTP/1.1 {r.Status} {(HttpStatusCode)r.Status}\r\n");
-        foreach (var (k, v) in r.Headers) head.Append($"{k}: {v}\r\n");
-        head.Append($"Content-Length: {r.Body.Length}\r\nConnection: close\r\n\r\n");
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(head.ToString()));
+        foreach (var (k, v) in r.Headers.Where(h => h.Value != Omit)) head.Append($"{k}: {v}\r\n");
+        if (!r.Headers.ContainsKey("Content-Length")) head.Append($"Content-Length: {r.Body.Length}\r\n");
+        head.Append("Connection: close\r\n\r\n");
+        await stream.WriteAsync(Encoding.Latin1.GetBytes(head.ToString())); // Latin-1: a tampered header may carry any byte
         if (method == "HEAD") return;
         if (r.IsCdnBody && Interlocked.Decrement(ref StallCount) >= 0)
         {

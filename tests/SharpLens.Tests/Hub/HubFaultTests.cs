@@ -147,6 +147,26 @@ public sealed class HubFaultTests : HubTestBase
     }
 
     [Fact]
+    public async Task ASmallFileNotMatchingItsGitBlobIdOrAnEtagThatIsNoHashIsNotInstalledAndTheRefStays()
+    {
+        using var client = new HubClient(Options(retries: 0));
+        Hub.Tamper = (method, _, _, body) => method == "GET" ? body.Select((x, i) => i == 3 ? (byte)(x ^ 1) : x).ToArray() : body;
+        var e = await Assert.ThrowsAsync<HubIntegrityException>(() => client.DownloadFileAsync(Repo, "config.json"));
+        Assert.Contains($"'config.json' from '{Repo}' has git blob id", e.Message);
+        Assert.Empty(Directory.GetFiles(Path.Combine(RepoDir, "blobs")));
+        Assert.False(Directory.Exists(Path.Combine(RepoDir, "refs"))); // a failed download does not move the branch
+
+        Hub.Tamper = (_, _, headers, body) => { headers["ETag"] = "\"not-a-hash\""; return body; };
+        var etag = await Assert.ThrowsAsync<HubException>(() => client.DownloadFileAsync(Repo, "config.json"));
+        Assert.Contains("the ETag 'not-a-hash', which is neither a sha256 nor a git blob id", etag.Message);
+        Assert.False(Directory.Exists(Path.Combine(RepoDir, "refs")));
+
+        Hub.Tamper = null;
+        Assert.Equal(Bytes(Path.Combine(Golden.Dir, "config.json")), Bytes(await client.DownloadFileAsync(Repo, "config.json")));
+        Assert.Equal(FakeHub.Commit, File.ReadAllText(Path.Combine(RepoDir, "refs", "main")));
+    }
+
+    [Fact]
     public async Task RepoWithoutAnyWeightsIsAnError()
     {
         Hub.Repos["test-org/config-only"] = new() { ["config.json"] = Hub.File(Repo, "config.json") };

@@ -136,9 +136,13 @@ public sealed partial class HubClient : IDisposable
         }
 
         var meta = await HeadAsync(repoId, filename, revision, ct).ConfigureAwait(false);
-        if (revision != meta.Commit) WriteRef(repoFolder, revision, meta.Commit);
         string pointer = Path.Combine(repoFolder, "snapshots", meta.Commit, filename);
-        if (File.Exists(pointer)) return (pointer, meta.Commit);
+        // The ref moves only once the file is in place: a failed download leaves refs/ as it was.
+        if (File.Exists(pointer))
+        {
+            if (revision != meta.Commit) WriteRef(repoFolder, revision, meta.Commit);
+            return (pointer, meta.Commit);
+        }
 
         string blob = Path.Combine(repoFolder, "blobs", meta.Etag);
         using (await AcquireLockAsync(HubCache.LockPath(cache, repoId, meta.Etag), ct).ConfigureAwait(false))
@@ -147,6 +151,7 @@ public sealed partial class HubClient : IDisposable
             if (!File.Exists(blob)) await DownloadBlobAsync(repoId, filename, meta, blob, progress, ct).ConfigureAwait(false);
             CreatePointer(blob, pointer);
         }
+        if (revision != meta.Commit) WriteRef(repoFolder, revision, meta.Commit);
         return (pointer, meta.Commit);
     }
 
@@ -170,20 +175,35 @@ public sealed partial class HubClient : IDisposable
                 }
                 if (code >= 400)
                 {
-                    var error = ErrorFor(resp, repoId, filename, revision);
-                    if (error is HubNotFoundException { Kind: HubNotFoundKind.File } && Header(resp, "X-Error-Code") == "EntryNotFound")
+                    var error = ErrorFor(resp, repoId, filename, revision, redirected: hop > 0);
+                    // Only the Hub's own answer for this file is recorded: after a redirect the missing entry is another one.
+                    if (hop == 0 && error is HubNotFoundException { Kind: HubNotFoundKind.File } && Header(resp, "X-Error-Code") == "EntryNotFound")
                         RecordMissing(repoId, filename, revision, Header(resp, "X-Repo-Commit") ?? (HubCache.IsCommitHash(revision) ? revision : null));
                     throw error;
                 }
                 string? commit = Header(resp, "X-Repo-Commit");
                 string? etag = NormalizeEtag(Header(resp, "X-Linked-Etag") ?? resp.Headers.ETag?.Tag ?? Header(resp, "ETag"));
-                long? size = long.TryParse(Header(resp, "X-Linked-Size"), out long ls) ? ls : resp.Content.Headers.ContentLength;
-                if (commit is null || !SafeNameRegex().IsMatch(commit) || etag is null || !SafeNameRegex().IsMatch(etag))
-                    throw new HubException($"The server at {Options.Endpoint} did not send a usable X-Repo-Commit and ETag for '{filename}' " +
-                        $"of '{repoId}' (HTTP {code}). Is HF_ENDPOINT a Hugging Face Hub or a faithful mirror?");
-                return new FileMetadata(commit, etag, size);
+                string? linkedSize = Header(resp, "X-Linked-Size");
+                long? size = linkedSize is null ? resp.Content.Headers.ContentLength
+                    : long.TryParse(linkedSize, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long ls) ? ls : -1;
+                // The commit and the etag become folder and file names in the cache: anything but a plain name is refused.
+                string? problem = commit is null ? "no X-Repo-Commit header"
+                    : !HubCache.IsCommitHash(commit) ? $"X-Repo-Commit {Shown(commit)}, not a 40-character lowercase commit hash"
+                    : etag is null ? "no ETag or X-Linked-Etag header"
+                    : !Sha256Regex().IsMatch(etag) && !GitSha1Regex().IsMatch(etag)
+                        ? $"the ETag {Shown(etag)}, which is neither a sha256 nor a git blob id (the blob is named and checked by it)"
+                    : size < 0 ? $"X-Linked-Size {Shown(linkedSize!)}, not a file size"
+                    : null;
+                if (problem is not null)
+                    throw new HubException($"The server at {Options.Endpoint} sent {problem} for '{filename}' of '{repoId}' (HTTP {code}); " +
+                        "nothing was downloaded. Is HF_ENDPOINT a Hugging Face Hub or a faithful mirror?");
+                return new FileMetadata(commit!, etag!, size);
             }
         }, ct);
+
+    /// <summary>A header value for a message: quoted when short and printable, else only its length.</summary>
+    private static string Shown(string value) =>
+        value.Length <= 80 && value.All(c => c is >= ' ' and <= '~') ? $"'{value}'" : $"of {value.Length} characters";
 
     private static string? NormalizeEtag(string? etag)
     {
@@ -195,7 +215,7 @@ public sealed partial class HubClient : IDisposable
 
     private void RecordMissing(string repoId, string filename, string revision, string? commit)
     {
-        if (commit is null || !SafeNameRegex().IsMatch(commit)) return;
+        if (commit is null || !HubCache.IsCommitHash(commit)) return;
         string repoFolder = HubCache.RepoFolder(Options.CacheDir, repoId);
         try
         {
@@ -243,6 +263,7 @@ public sealed partial class HubClient : IDisposable
         if (meta.Size is long done && have == done && have > 0) return; // finished by an earlier run; only verification left
 
         HttpResponseMessage? resp = null;
+        bool redirected = false;
         try
         {
             for (int hop = 0; ; hop++)
@@ -253,6 +274,9 @@ public sealed partial class HubClient : IDisposable
                 if ((int)resp.StatusCode is >= 300 and < 400 && resp.Headers.Location is { } loc && hop < MaxRedirects)
                 {
                     url = new Uri(url, loc); // the CDN; NewRequest drops the token for other hosts
+                    redirected = true;
+                    if (url.Scheme is not ("http" or "https"))
+                        throw new HubException($"Downloading '{filename}' from '{repoId}': the server redirected to a {url.Scheme}: URL; only http and https are followed.");
                     resp.Dispose();
                     continue;
                 }
@@ -264,7 +288,7 @@ public sealed partial class HubClient : IDisposable
                 File.Delete(incomplete);
                 throw new TransientException("the server rejected the resume range");
             }
-            if (code >= 400) throw ErrorFor(resp, repoId, filename, meta.Commit);
+            if (code >= 400) throw ErrorFor(resp, repoId, filename, meta.Commit, redirected);
             bool append = code == 206;
             if (append && resp.Content.Headers.ContentRange?.From != have)
             {
@@ -317,14 +341,25 @@ public sealed partial class HubClient : IDisposable
             throw new HubIntegrityException($"'{filename}' from '{repoId}' arrived with {length} bytes but the Hub announced {size}; " +
                 "the download was deleted and nothing was installed. Retry; if it happens again a proxy or mirror is serving wrong data.");
         }
-        if (!Sha256Regex().IsMatch(meta.Etag)) return; // 40-hex etags are git sha1s of small files: only the size is checked
+        // The Hub names LFS files by their sha256 and other files by their git blob id (sha1 of "blob {size}\0" + content).
+        bool sha256 = Sha256Regex().IsMatch(meta.Etag);
         string actual;
         await using (var f = new FileStream(incomplete, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true))
-            actual = Convert.ToHexStringLower(await SHA256.HashDataAsync(f, ct).ConfigureAwait(false));
+        {
+            if (sha256) actual = Convert.ToHexStringLower(await SHA256.HashDataAsync(f, ct).ConfigureAwait(false));
+            else
+            {
+                using var sha1 = IncrementalHash.CreateHash(HashAlgorithmName.SHA1);
+                sha1.AppendData(System.Text.Encoding.ASCII.GetBytes($"blob {length}\0"));
+                var buffer = new byte[1 << 16];
+                for (int n; (n = await f.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0;) sha1.AppendData(buffer, 0, n);
+                actual = Convert.ToHexStringLower(sha1.GetHashAndReset());
+            }
+        }
         if (!actual.Equals(meta.Etag, StringComparison.OrdinalIgnoreCase))
         {
             File.Delete(incomplete);
-            throw new HubIntegrityException($"'{filename}' from '{repoId}' has sha256 {actual} but the Hub announced {meta.Etag}; " +
+            throw new HubIntegrityException($"'{filename}' from '{repoId}' has {(sha256 ? "sha256" : "git blob id")} {actual} but the Hub announced {meta.Etag}; " +
                 "the download was deleted and nothing was installed. Retry; if it happens again a proxy or mirror is serving wrong data.");
         }
     }
@@ -403,20 +438,23 @@ public sealed partial class HubClient : IDisposable
     }
 
     /// <summary>The exception for an error status, from the Hub's <c>X-Error-Code</c> header where it sent one.</summary>
-    private Exception ErrorFor(HttpResponseMessage resp, string repoId, string filename, string revision)
+    /// <remarks>With <paramref name="redirected"/> the message also says where the request for the file was redirected (a bad redirect reads like a missing repository otherwise).</remarks>
+    private Exception ErrorFor(HttpResponseMessage resp, string repoId, string filename, string revision, bool redirected = false)
     {
         int code = (int)resp.StatusCode;
         string? errorCode = Header(resp, "X-Error-Code");
         string? serverMessage = Header(resp, "X-Error-Message");
         string said = serverMessage is null ? "" : $" The server said: {(serverMessage.Length > 300 ? serverMessage[..300] + "…" : serverMessage)}";
+        if (redirected)
+            said += $" (The request for '{filename}' was redirected to {resp.RequestMessage?.RequestUri?.GetLeftPart(UriPartial.Path)}.)";
         string tokenHint = Options.Token is null
             ? "No token was sent: set HF_TOKEN (or save a token in $HF_HOME/token, e.g. with `huggingface-cli login`)."
             : "A token was sent (from HF_TOKEN or the token file) but it is invalid or lacks access to this repository.";
         if (errorCode == "RepoNotFound")
-            return new HubNotFoundException($"Repository '{repoId}' was not found on {Options.Endpoint} (HTTP {code}). Check the name; " +
+            return new HubNotFoundException($"Repository '{repoId}' was not found on {Options.Endpoint} (HTTP {code}) when getting '{filename}'. Check the name; " +
                 $"if it is private or gated: {tokenHint}{said}", HubNotFoundKind.Repository);
         if (errorCode == "RevisionNotFound")
-            return new HubNotFoundException($"Revision '{revision}' was not found in repository '{repoId}' (HTTP {code}). " +
+            return new HubNotFoundException($"Revision '{revision}' was not found in repository '{repoId}' (HTTP {code}) when getting '{filename}'. " +
                 $"Give an existing branch, tag or commit hash.{said}", HubNotFoundKind.Revision);
         if (errorCode == "EntryNotFound")
             return new HubNotFoundException($"File '{filename}' was not found in '{repoId}' at revision '{revision}' (HTTP {code}).{said}",
@@ -465,6 +503,7 @@ public sealed partial class HubClient : IDisposable
     [GeneratedRegex("^[0-9a-f]{64}$", RegexOptions.IgnoreCase)]
     private static partial Regex Sha256Regex();
 
-    [GeneratedRegex(@"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
-    private static partial Regex SafeNameRegex();
+    [GeneratedRegex("^[0-9a-f]{40}$", RegexOptions.IgnoreCase)]
+    private static partial Regex GitSha1Regex();
+
 }
