@@ -8,7 +8,7 @@ using SharpLens.Tokenization;
 using static TorchSharp.torch;
 
 // Benchmark suite: dotnet run -c Release --project bench/SharpLens.Bench -- [--model DIR] [--json out.json] [--quick]
-// [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16]. See bench/README.md for what each number means.
+// [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16] [--large]. See bench/README.md for what each number means.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 if (args is ["--load-probe", var probeFolder])
 {
@@ -21,6 +21,7 @@ if (args is ["--load-probe", var probeFolder])
     Console.WriteLine((Measure.PeakRssMb() - before).ToString(CultureInfo.InvariantCulture));
     return 0;
 }
+if (LargeBench.IsProbe(args)) return LargeBench.Probe(args); // child process of --large: one load
 if (args is ["--tokenizers-only", ..] && FamilyTokenizers.FindFixtures() is { } only)
 {
     // Quick look at the family tokenizers alone: dotnet run -c Release --project bench/SharpLens.Bench -- --tokenizers-only
@@ -29,7 +30,7 @@ if (args is ["--tokenizers-only", ..] && FamilyTokenizers.FindFixtures() is { } 
     return 0;
 }
 string? modelDir = null, jsonPath = null;
-bool quick = false;
+bool quick = false, large = false;
 var dtype = ScalarType.Float32; // --dtype: the type the main phases run in (the bf16 phase always runs)
 int? runsArg = null, threads = null, interop = null;
 for (int i = 0; i < args.Length; i++)
@@ -40,12 +41,13 @@ for (int i = 0; i < args.Length; i++)
         case "--model": modelDir = Next(); break;
         case "--json": jsonPath = Next(); break;
         case "--quick": quick = true; break;
+        case "--large": large = true; break;
         case "--runs": runsArg = int.Parse(Next()); break;
         case "--threads": threads = int.Parse(Next()); break;
         case "--interop-threads": interop = int.Parse(Next()); break;
         case "--dtype": dtype = ModelDtype.Parse(Next()); break;
         case "-h" or "--help":
-            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16]");
+            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16] [--large]");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
@@ -170,10 +172,15 @@ result["memory_growth"] = new JsonObject
 };
 result["peak_rss_reset_supported"] = Measure.PeakResetWorks;
 
+// --- GPT-2-XL shape (--large; see LargeBench) ---
+if (large) result["large"] = LargeBench.Run(runsArg ?? 3, Log);
+
 // --- report ---
 var targets = quick ? new List<Target>() : Target.Evaluate(result);
+if (large) targets.AddRange(LargeBench.Evaluate(result["large"]!.AsObject()));
 result["targets"] = new JsonArray(targets.Select(t => (JsonNode)t.ToJson()).ToArray());
 Report.Print(result, targets, Console.Out);
+if (large) LargeBench.Print(result["large"]!.AsObject(), Console.Out);
 if (jsonPath is not null)
 {
     File.WriteAllText(jsonPath, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

@@ -9,6 +9,8 @@ internal sealed record Gpt2Shape(string Name, int Layers, int DModel, int Heads,
 {
     public static readonly Gpt2Shape Small = new("gpt2-small-random", 12, 768, 12, 50257, 1024);
     public static readonly Gpt2Shape Tiny = new("gpt2-tiny-random", 2, 64, 4, 1000, 1024);
+    /// <summary>GPT-2 XL's shape (1.56 B parameters, ~6.2 GB in float32): the --large phase.</summary>
+    public static readonly Gpt2Shape Xl = new("gpt2-xl-random", 48, 1600, 25, 50257, 1024);
 }
 
 /// <summary>
@@ -32,17 +34,17 @@ internal static class RandomCheckpoint
     }
 
     /// <summary>The folder holding the checkpoint, written first when missing or stale.</summary>
-    public static string Ensure(Gpt2Shape shape, Action<string> log)
+    public static string Ensure(Gpt2Shape shape, Action<string> log, bool bfloat16 = false)
     {
-        string dir = Path.Combine(CacheRoot(), shape.Name);
-        string spec = $"{shape} seed={Seed} v1";
+        string dir = Path.Combine(CacheRoot(), shape.Name + (bfloat16 ? "-bf16" : ""));
+        string spec = $"{shape} seed={Seed} v1" + (bfloat16 ? " bf16" : "");
         string markerPath = Path.Combine(dir, Marker);
         if (File.Exists(markerPath) && File.ReadAllText(markerPath) == spec) return dir;
         Directory.CreateDirectory(dir);
         log($"writing random {shape.Name} checkpoint to {dir} (once) ...");
         File.Delete(markerPath);
         File.WriteAllText(Path.Combine(dir, "config.json"), Config(shape).ToJsonString(new() { WriteIndented = true }));
-        WriteWeights(shape, Path.Combine(dir, "model.safetensors"));
+        WriteWeights(shape, Path.Combine(dir, "model.safetensors"), bfloat16);
         File.WriteAllText(markerPath, spec); // last: a crash mid-write leaves no marker, so the next run rewrites
         return dir;
     }
@@ -89,17 +91,17 @@ internal static class RandomCheckpoint
     /// header length, JSON header padded with spaces to a multiple of 8, then the raw little-endian data.
     /// Tensors are generated and written one at a time, so memory stays at one tensor.
     /// </summary>
-    private static void WriteWeights(Gpt2Shape s, string path)
+    private static void WriteWeights(Gpt2Shape s, string path, bool bfloat16)
     {
         var specs = Tensors(s);
         var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
         long offset = 0;
         foreach (var (name, shape, _) in specs)
         {
-            long bytes = 4 * shape.Aggregate(1L, (a, b) => a * b);
+            long bytes = (bfloat16 ? 2 : 4) * shape.Aggregate(1L, (a, b) => a * b);
             header[name] = new JsonObject
             {
-                ["dtype"] = "F32", ["shape"] = new JsonArray(shape.Select(x => (JsonNode)x).ToArray()),
+                ["dtype"] = bfloat16 ? "BF16" : "F32", ["shape"] = new JsonArray(shape.Select(x => (JsonNode)x).ToArray()),
                 ["data_offsets"] = new JsonArray(offset, offset + bytes),
             };
             offset += bytes;
@@ -122,7 +124,12 @@ internal static class RandomCheckpoint
                     Init.CausalMask => ones(shape[^2], shape[^1]).tril().view(shape),
                     _ => randn(shape, generator: gen).mul_(0.02),
                 };
-                fs.Write(t.contiguous().bytes);
+                if (bfloat16) t = t.to_type(ScalarType.BFloat16);
+                // Tensor.bytes is an int-length span: write big tensors (XL's embedding) in pieces.
+                var flat = t.contiguous().reshape(-1);
+                long per = (1L << 28) / t.element_size();
+                for (long at = 0; at < flat.numel(); at += per)
+                    fs.Write(flat.narrow(0, at, Math.Min(per, flat.numel() - at)).bytes);
             }
         }
         File.Move(tmp, path, overwrite: true);
