@@ -24,6 +24,9 @@ internal static class LargeBench
         var dtype = args[2] == "bfloat16" ? ScalarType.BFloat16 : ScalarType.Float32;
         var options = args[3] == "1" ? ProcessingOptions.Default : ProcessingOptions.None;
         bool cache = args[4] == "1";
+        // SharpLens's module initializer sets THP_MEM_ALLOC_ENABLE, which libtorch reads once, at its first allocation:
+        // run it before that first tensor, as any program that starts with SharpLens does.
+        System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(HookedTransformer).Module.ModuleHandle);
         using (var init = ones(1)) { } // libtorch's own start-up is not the load
         GC.Collect();
         double before = Measure.RssMb();

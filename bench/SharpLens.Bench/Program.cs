@@ -10,9 +10,14 @@ using static TorchSharp.torch;
 // Benchmark suite: dotnet run -c Release --project bench/SharpLens.Bench -- [--model DIR] [--json out.json] [--quick]
 // [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16] [--large]. See bench/README.md for what each number means.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+// SharpLens's module initializer tunes the allocator and sets THP_MEM_ALLOC_ENABLE, which libtorch reads once, at its
+// first allocation: run it before the bench's first tensor (the GEMM probe), as a program that starts with SharpLens does.
+System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(HookedTransformer).Module.ModuleHandle);
 if (args is ["--load-probe", var probeFolder])
 {
     // Child process: one load in a fresh process, so the peak is that load's alone (see the load phase below).
+    // SharpLens's allocator settings (THP_MEM_ALLOC_ENABLE, read once by libtorch's first allocation) come first.
+    System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(HookedTransformer).Module.ModuleHandle);
     using (var init = ones(1)) { }                                // libtorch's own start-up is not the load
     GC.Collect();
     double before = Measure.RssMb();

@@ -134,14 +134,33 @@ public static class WeightProcessing
     private static Dictionary<string, Tensor> FoldLayerNorm(Dictionary<string, Tensor> sd, HookedTransformerConfig cfg, bool centerWeights, Owned owned)
     {
         var o = new Dictionary<string, Tensor>(sd, StringComparer.Ordinal);
-        // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W (a matvec: no copy of a transposed W), W is scaled row-wise.
+        // W: [..., d_model, out]; w, b: [d_model]. The bias gains b_ln·W, W is scaled row-wise, and centring subtracts the
+        // mean of w·W over d_model, which is (w·W)/d_model. One product [w; b_ln]·W gives both vectors in a single read
+        // of W (no copy of a transposed W); an owned W is then scaled and centred block by block (see RowBlocks).
         void Fold(string wName, string? bName, Tensor w, Tensor? b)
         {
             using var scope = NewDisposeScope();
             var W = sd[wName];
-            if (b is not null) o[bName!] = owned.Add((sd[bName!] + b.matmul(W)).MoveToOuterDisposeScope());
-            var folded = owned.Writable(W, sd) ? W.mul_(w.unsqueeze(-1)) : W * w.unsqueeze(-1);
-            if (centerWeights) folded.sub_(folded.mean([-2], keepdim: true));
+            var sums = (b is null ? w.unsqueeze(0) : stack([w, b])).matmul(W); // [..., 1 or 2, out]
+            if (b is not null) o[bName!] = owned.Add((sd[bName!] + sums.select(-2, 1)).MoveToOuterDisposeScope());
+            var mean = centerWeights ? sums.narrow(-2, 0, 1).div_(W.shape[^2]) : null;
+            Tensor folded;
+            if (owned.Writable(W, sd))
+            {
+                folded = W;
+                foreach (var (start, length) in RowBlocks(W, -2))
+                {
+                    using var block = W.narrow(-2, start, length);
+                    using var scale = w.narrow(0, start, length).unsqueeze(-1);
+                    block.mul_(scale);
+                    if (mean is not null) block.sub_(mean);
+                }
+            }
+            else
+            {
+                folded = W * w.unsqueeze(-1);
+                if (mean is not null) folded.sub_(mean);
+            }
             o[wName] = owned.Add(folded.MoveToOuterDisposeScope());
         }
         Tensor? Bias(string name) => sd.GetValueOrDefault(name); // RMSNorm has none
@@ -166,9 +185,37 @@ public static class WeightProcessing
     private static Tensor Center(Tensor t, int dim, Owned owned, Dictionary<string, Tensor> sd)
     {
         using var scope = NewDisposeScope();
+        if (owned.Writable(t, sd))
+        {
+            if (dim == -1 && t.dim() >= 2 && t.is_contiguous())
+            {
+                // Rows are independent: centre block by block, so the subtraction finds each block still in cache.
+                using var rows = t.view(-1, t.shape[^1]);
+                foreach (var (start, length) in RowBlocks(rows, 0))
+                {
+                    using var block = rows.narrow(0, start, length);
+                    using var m = block.mean([-1], keepdim: true);
+                    block.sub_(m);
+                }
+            }
+            else t.sub_(dim == int.MinValue ? t.mean() : t.mean([dim], keepdim: true));
+            return t;
+        }
         var mean = dim == int.MinValue ? t.mean() : t.mean([dim], keepdim: true);
-        if (owned.Writable(t, sd)) { t.sub_(mean); return t; }
         return owned.Add((t - mean).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Splits dimension <paramref name="dim"/> of <paramref name="t"/> into blocks of about 2 MB. Processing a big weight
+    /// block by block with several in-place operations reads it from memory once (the later operations hit the cache)
+    /// instead of once per operation — what bounds loading time on small machines.
+    /// </summary>
+    private static IEnumerable<(long Start, long Length)> RowBlocks(Tensor t, int dim)
+    {
+        long n = t.shape[dim < 0 ? t.dim() + dim : dim];
+        long bytesPerRow = Math.Max(1, t.numel() / Math.Max(1, n) * t.element_size());
+        long rows = Math.Clamp((2L << 20) / bytesPerRow, 1, Math.Max(1, n));
+        for (long start = 0; start < n; start += rows) yield return (start, Math.Min(rows, n - start));
     }
 
     /// <summary>
