@@ -80,6 +80,27 @@ public sealed class SweepInProcessTests
     }
 
     [Fact]
+    public void Bfloat16SweepEqualsThePatchCommandInBfloat16()
+    {
+        string dir = CliTestHelper.TempDir();
+        var (clean, corrupted) = SweepTestData.PromptFiles(dir, 9, seed: 5);
+        string expected = Path.Combine(dir, "patch.json"), actual = Path.Combine(dir, "sweep.json"), f32 = Path.Combine(dir, "f32.json");
+        Assert.Equal(0, CliTestHelper.Run("patch", "--model", Golden.Dir, "--kind", "resid_pre", "--dtype", "bf16", "--clean", clean, "--corrupted", corrupted,
+            "--json", expected).Code);
+        var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "patch", "--kind", "resid_pre", "--dtype", "bf16", "--clean", clean,
+            "--corrupted", corrupted, "--batch-size", "4", "--json", actual);
+        Assert.True(r.Code == 0, r.Err);
+        SweepTestData.AssertSameResult(expected, actual);
+        Assert.Equal("bfloat16", System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(actual))!["dtype"]!.GetValue<string>());
+        Assert.Equal(0, CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "patch", "--kind", "resid_pre", "--clean", clean,
+            "--corrupted", corrupted, "--batch-size", "4", "--json", f32).Code);
+        Assert.Equal("float32", System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(f32))!["dtype"]!.GetValue<string>());
+        var bf = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(actual))!["clean_metric"]!.GetValue<double>();
+        var fl = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(f32))!["clean_metric"]!.GetValue<double>();
+        Assert.NotEqual(fl, bf); // bfloat16 really was used
+    }
+
+    [Fact]
     public void BadArgumentsAreUsageErrorsAndWriteNothing()
     {
         string dir = CliTestHelper.TempDir();
