@@ -13,10 +13,21 @@ internal static class RandomGpt2Checkpoint
     private static readonly Lazy<string> Folder = new(Create);
     public static string Dir => Folder.Value;
 
+    private const string Prefix = "sharplens-random-gpt2-";
+
     private static string Create()
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"sharplens-random-gpt2-{Environment.ProcessId}");
+        // Folders of earlier test runs that ended without cleaning up (killed): their process is gone.
+        foreach (var stale in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
+            if (int.TryParse(Path.GetFileName(stale)[Prefix.Length..], out int pid) && !IsRunning(pid))
+                try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        string dir = Path.Combine(Path.GetTempPath(), $"{Prefix}{Environment.ProcessId}");
         Directory.CreateDirectory(dir);
+        // Shared by every test of this run (it is created once), so it goes when the test process ends.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        };
         const int d = 32, layers = 2, vocab = 50257, ctx = 64;
         File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
         {
@@ -39,6 +50,13 @@ internal static class RandomGpt2Checkpoint
         }
         SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), t);
         return dir;
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 }
 
