@@ -44,6 +44,7 @@ internal sealed class AttributeCommand : CliCommand
         if ((prompt is null) == (tokensFile is null)) throw new CliUsageException("give exactly one of --prompt or --tokens-file.");
         if (!int.TryParse(stepsText, NumberStyles.Integer, CultureInfo.InvariantCulture, out int steps) || steps < 1)
             throw new CliUsageException($"--steps must be a positive integer, got '{stepsText}'.");
+        AtomicFile.RequireFolders(json, report);
         var answerIds = RunCommand.ReadTokensFile(answersFile);
         if (answerIds[0].Length != 2) throw new SharpLensException($"{answersFile}: each entry must be [correct_id, incorrect_id].");
 
@@ -75,13 +76,10 @@ internal sealed class AttributeCommand : CliCommand
                 [new ReportCell(p.ToString(CultureInfo.InvariantCulture)), new ReportCell(str[p], Colour(v / scale), Bold: true), new ReportCell(v.ToString("F4", CultureInfo.InvariantCulture), Colour(v / scale))]).ToList());
         }
         stdout.WriteLine($"completeness gap {ig.CompletenessGap.ToString("G4", CultureInfo.InvariantCulture)} ({steps} steps)");
-        if (json is not null)
-        {
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(new JsonObject { ["method"] = "integrated_gradients", ["dtype"] = ModelDtype.Name(model.Dtype), ["baseline"] = "zero token embedding",
-                ["steps"] = steps, ["completeness_gap"] = ig.CompletenessGap, ["prompts"] = rows }));
-            stdout.WriteLine($"wrote {json}");
-        }
-        if (report_ is not null) { report_.Save(report!); stdout.WriteLine($"wrote {report}"); }
+        DlaOutput.WriteOutputs(stdout, // all or none
+            (json, () => DlaOutput.ToJsonText(new JsonObject { ["method"] = "integrated_gradients", ["dtype"] = ModelDtype.Name(model.Dtype), ["baseline"] = "zero token embedding",
+                ["steps"] = steps, ["completeness_gap"] = ig.CompletenessGap, ["prompts"] = rows })),
+            (report, () => report_!.Render()));
         return Task.FromResult(0);
     }
 

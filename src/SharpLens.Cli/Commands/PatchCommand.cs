@@ -51,6 +51,7 @@ internal sealed class PatchCommand : CliCommand
         if (!Kinds.TryGetValue(kindName, out var kind))
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
+        AtomicFile.RequireFolders(json, report);
         using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
         var cleanPrompts = DlaInput.FromFile(model, clean);
         var corruptedPrompts = ReadPairs(model, clean, cleanPrompts, corrupted);

@@ -83,6 +83,7 @@ internal sealed class RunCommand : CliCommand
             catch (ArgumentException e) { throw new CliUsageException($"--names is not a valid regular expression: {e.Message}"); }
         }
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
+        AtomicFile.RequireFolders(outPath);
 
         using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype);
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);

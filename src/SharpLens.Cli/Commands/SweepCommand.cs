@@ -65,7 +65,7 @@ internal sealed class SweepCommand : CliCommand
         {
             args.RejectUnknown();
             if (redis is null) throw new CliUsageException("--resume needs --redis: only a cluster's ledger outlives the client.");
-            CheckFolder(json); if (report is not null) CheckFolder(report);
+            AtomicFile.RequireFolders(json, report);
             using var client = await SweepHost.StartClientAsync(redis, clusterId);
             var grains = client.Services.GetRequiredService<IClusterClient>();
             var resumed = await SweepDisplay.RunAsync(stderr, resume, p => SweepRunner.ResumeAsync(grains, resume, p));
@@ -92,7 +92,8 @@ internal sealed class SweepCommand : CliCommand
         if (direction is not null && !SweepAnalysis.Directions.Contains(direction))
             throw new CliUsageException($"unknown --direction '{direction}'. Allowed: {string.Join(", ", SweepAnalysis.Directions)}." + NameSuggestions.DidYouMean(direction, SweepAnalysis.Directions));
         if (analysis == SweepAnalysis.SaeStats && saeLocation is null) throw new CliUsageException("--analysis sae-stats needs --sae.");
-        CheckFolder(json); if (report is not null) CheckFolder(report);
+        if (analysis == SweepAnalysis.SaeStats && report is not null) throw SaeStatsReport();
+        AtomicFile.RequireFolders(json, report);
 
         // Join the cluster before loading anything, so an unreachable Redis fails at once.
         var models = new CliModelSource(stderr);
@@ -135,52 +136,62 @@ internal sealed class SweepCommand : CliCommand
             ["items_retried"] = status.ItemsRetried, ["late_results_ignored"] = status.LateResults,
             ["completions"] = new JsonArray(status.Completions.Select(c => (JsonNode)c).ToArray()),
         };
+        if (spec.Analysis == SweepAnalysis.SaeStats && report is not null) throw SaeStatsReport();
+        // The report may need the model (a resumed job loads it only then): it is made inside the write, which stages
+        // the JSON and the report before renaming either, so a failure in one leaves neither.
+        JsonObject o;
+        Func<string>? reportContent = null;
+        HookedTransformer ReportModel(ref HookedTransformer? loaded) =>
+            model ?? (loaded = ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing, dtype: ModelDtype.Parse(spec.Dtype)));
         if (spec.Analysis == SweepAnalysis.SaeStats)
         {
             using var sae = SparseAutoencoder.Load(spec.Sae!, spec.SaeHook);
-            var o = SweepAnalyses.MergeSaeStats(results, spec, sae.Config, spec.TopK);
-            o["job"] = job;
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
+            o = SweepAnalyses.MergeSaeStats(results, spec, sae.Config, spec.TopK);
             stdout.WriteLine($"{o["tokens"]} tokens, L0 {o["l0_mean"]!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture)}, " +
                 $"{o["dead_features"]} of {sae.Config.DSae} features never fired");
-            if (report is not null) throw new SharpLensException("--report is not available for sae-stats; use 'sharplens sae --report' on a few prompts.");
         }
         else if (SweepAnalysis.IsPatching(spec.Analysis))
         {
             string method = spec.Analysis == SweepAnalysis.Attribution ? "attribution" : "exact";
             var merged = SweepAnalyses.MergePatch(results);
-            var o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
+            o = PatchCommand.ToJson(spec.Kind!, merged.Axes, ShapeNested(merged.Shape, merged.Values), merged.CleanMetric, merged.CorruptedMetric);
             o["method"] = method; // as 'patch --json' writes
             o["direction"] = spec.Direction;
             o["dtype"] = spec.Dtype;
-            o["job"] = job;
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
             stdout.WriteLine($"clean metric {merged.CleanMetric.ToString("F4", CultureInfo.InvariantCulture)}, corrupted metric {merged.CorruptedMetric.ToString("F4", CultureInfo.InvariantCulture)}");
-            if (report is not null)
+            reportContent = () =>
             {
-                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing, dtype: ModelDtype.Parse(spec.Dtype)) : null;
-                using var values = TorchSharp.torch.tensor(merged.Values.Select(v => (float)v).ToArray(), merged.Shape);
-                PatchCommand.BuildReport(m ?? model!, spec.Model, $"{spec.Kind}, {method}, {spec.Direction}", merged.Axes, values, merged.CleanMetric, merged.CorruptedMetric,
-                    Prompt(spec.Prompts[0])).Save(report);
-            }
+                HookedTransformer? loaded = null;
+                using var scope = TorchSharp.torch.NewDisposeScope();
+                try
+                {
+                    var values = TorchSharp.torch.tensor(merged.Values.Select(v => (float)v).ToArray(), merged.Shape);
+                    return PatchCommand.BuildReport(ReportModel(ref loaded), spec.Model, $"{spec.Kind}, {method}, {spec.Direction}", merged.Axes, values,
+                        merged.CleanMetric, merged.CorruptedMetric, Prompt(spec.Prompts[0])).Render();
+                }
+                finally { loaded?.Dispose(); }
+            };
         }
         else
         {
             var merged = SweepAnalyses.MergeDla(results, spec.NLayers, spec.NHeads, spec.TopK);
             var prompts = spec.Prompts.Select(Prompt).ToList();
-            var o = DlaOutput.ToJson(spec.NLayers, spec.NHeads, spec.Model, prompts, merged, spec.Dtype);
-            o["job"] = job;
-            DlaOutput.WriteAtomic(json, DlaOutput.ToJsonText(o));
+            o = DlaOutput.ToJson(spec.NLayers, spec.NHeads, spec.Model, prompts, merged, spec.Dtype);
             DlaOutput.PrintTables(stdout, prompts, merged);
-            if (report is not null)
+            reportContent = () =>
             {
-                using var m = model is null ? ModelLoading.Load(spec.Model, stderr, !spec.NoProcessing, dtype: ModelDtype.Parse(spec.Dtype)) : null;
-                DlaReport.Build(m ?? model!, spec.Model, "Direct logit attribution (sweep)", prompts, merged).Save(report);
-            }
+                HookedTransformer? loaded = null;
+                try { return DlaReport.Build(ReportModel(ref loaded), spec.Model, "Direct logit attribution (sweep)", prompts, merged).Render(); }
+                finally { loaded?.Dispose(); }
+            };
         }
-        stdout.WriteLine($"wrote {json}" + (report is null ? "" : $" and {report}"));
+        o["job"] = job;
+        DlaOutput.WriteOutputs(stdout, (json, () => DlaOutput.ToJsonText(o)), (report, reportContent!));
         stdout.WriteLine($"job {spec.JobId}: {status.Items} items, {status.WorkersSeen.Length} workers, {status.ItemsRetried} retried");
     }
+
+    private static CliUsageException SaeStatsReport() =>
+        new("--report is not available for sae-stats; use 'sharplens sae --report' on a few prompts.");
 
     private static DlaPrompt Prompt(SweepPrompt p) => new(p.Prompt, p.Correct, p.Incorrect, p.Ids, p.CorrectId, p.IncorrectId);
 
@@ -193,11 +204,5 @@ internal sealed class SweepCommand : CliCommand
             return new JsonArray(Enumerable.Range(0, (int)shape[dim]).Select(i => Build(dim + 1, offset + i * stride)).ToArray());
         }
         return Build(0, 0);
-    }
-
-    private static void CheckFolder(string path)
-    {
-        if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } d && !Directory.Exists(d))
-            throw new SharpLensException($"Cannot write '{path}': folder '{d}' does not exist.");
     }
 }

@@ -119,22 +119,10 @@ internal static class DlaOutput
     public static void WriteOutputs(TextWriter stdout, params (string? Path, Func<string> Content)[] outputs)
     {
         var wanted = outputs.Where(o => o.Path is not null).Select(o => (Path: o.Path!, o.Content)).ToList();
-        foreach (var (path, _) in wanted)
-        {
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-            if (dir is not null && !Directory.Exists(dir)) throw new SharpLensException($"Cannot write '{path}': folder '{dir}' does not exist.");
-        }
+        AtomicFile.RequireFolders([.. wanted.Select(w => w.Path)]); // before making the contents, which may take a while
         var bytes = wanted.Select(o => (o.Path, Bytes: new System.Text.UTF8Encoding(false).GetBytes(o.Content()))).ToList();
         AtomicFile.WriteAll(bytes.Select(b => (b.Path, (Action<Stream>)(s => s.Write(b.Bytes)))).ToList());
         foreach (var (path, _) in wanted) stdout.WriteLine($"wrote {path}");
-    }
-
-    /// <summary>Writes text atomically, after checking the folder exists (a typo should not create folders).</summary>
-    public static void WriteAtomic(string path, string content)
-    {
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null && !Directory.Exists(dir)) throw new SharpLensException($"Cannot write '{path}': folder '{dir}' does not exist.");
-        AtomicFile.WriteText(path, content);
     }
 
     /// <summary>JSON text of <see cref="ToJson"/>.</summary>

@@ -15,9 +15,7 @@ internal static class DlaSession
     public static int Run(DlaOptions o, Func<HookedTransformer, List<DlaPrompt>> readPrompts, string title, TextWriter stdout, TextWriter stderr)
     {
         // Validate output folders before the (possibly long) run, so a typo costs nothing.
-        foreach (var p in new[] { o.ReportPath, o.JsonPath })
-            if (p is not null && Path.GetDirectoryName(Path.GetFullPath(p)) is { } d && !Directory.Exists(d))
-                throw new SharpLensException($"Cannot write '{p}': folder '{d}' does not exist.");
+        AtomicFile.RequireFolders(o.ReportPath, o.JsonPath);
 
         using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);
         var prompts = readPrompts(model);

@@ -29,9 +29,7 @@ internal static class SaeSession
 {
     public static int Run(SaeOptions o, TextWriter stdout, TextWriter stderr)
     {
-        foreach (var p in new[] { o.ReportPath, o.JsonPath })
-            if (p is not null && Path.GetDirectoryName(Path.GetFullPath(p)) is { } d && !Directory.Exists(d))
-                throw new SharpLensException($"Cannot write '{p}': folder '{d}' does not exist.");
+        AtomicFile.RequireFolders(o.ReportPath, o.JsonPath); // before the (possibly long) run
         long[][]? ids = o.TokensFile is null ? null : RunCommand.ReadTokensFile(o.TokensFile);
 
         using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);

@@ -16,12 +16,24 @@ public static class AtomicFile
     public static void Write(string path, Action<Stream> write) => WriteAll([(path, write)]);
 
     /// <summary>
+    /// Throws a <see cref="SharpLensException"/> naming the file when the folder an output path would go into does not
+    /// exist (null paths are skipped). Commands call it before their work, so a typo fails at once; a write never creates folders.
+    /// </summary>
+    public static void RequireFolders(params string?[] paths)
+    {
+        foreach (var path in paths)
+            if (path is not null && Path.GetDirectoryName(Path.GetFullPath(path)) is { } dir && !Directory.Exists(dir))
+                throw new SharpLensException($"Cannot write '{path}': folder '{dir}' does not exist.");
+    }
+
+    /// <summary>
     /// Writes several outputs of one run as a unit: every file is first written completely to its temporary file, and
     /// only then are they all renamed into place. If any write fails, none of the targets is touched, so a failure
     /// midway never leaves one output of the run beside a missing other.
     /// </summary>
     public static void WriteAll(IReadOnlyList<(string Path, Action<Stream> Write)> files)
     {
+        RequireFolders([.. files.Select(f => f.Path)]);
         var staged = new List<(string Path, string Full, string Tmp)>();
         try
         {
