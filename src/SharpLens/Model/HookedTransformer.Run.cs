@@ -356,7 +356,7 @@ public sealed partial class HookedTransformer
         if (attentionMask is not null && !attentionMask.shape.SequenceEqual(resid.shape[..2]))
             throw new SharpLensException($"attentionMask has shape {TensorExtensions.ShapeText(attentionMask.shape)} but the residual stream has [batch, pos] = " +
                 $"{TensorExtensions.ShapeText(resid.shape[..2])}.");
-        return resid;
+        return resid.dtype == Config.Dtype ? resid : resid.to_type(Config.Dtype); // e.g. a float32 residual into a bfloat16 model
     }
 
     /// <summary>

@@ -152,3 +152,38 @@ public sealed class PrecisionTests
         Assert.InRange(Math.Abs(r16.IdentityErrorWithBias), 0, 1e-2 * scale);
     }
 }
+
+/// <summary>ActivationCache analyses and partial forwards of a bfloat16 model, against the float32 model.</summary>
+public sealed class PrecisionCacheAnalysisTests
+{
+    [Fact]
+    public void CacheAnalysesOfABf16ModelMatchFloat32()
+    {
+        using var scope = NewDisposeScope();
+        using var m32 = Golden.Model();
+        using var m16 = HookedTransformer.FromFolder(Golden.Dir, Golden.Options("processed"), "tiny-gpt2", ScalarType.BFloat16);
+        var tokens = Golden.Tokens;
+        var answers = Golden.Tensor("inputs.safetensors", "answer_tokens");
+        var (_, c32) = m32.RunWithCache(tokens);
+        var (_, c16) = m16.RunWithCache(tokens);
+        using (c32) using (c16)
+        {
+            void Same(Func<SharpLens.Cache.ActivationCache, Tensor> f, string what)
+            {
+                var e = f(c32); var a = f(c16);
+                Golden.AssertClose(e, a.to_type(ScalarType.Float32), what, PrecisionTests.Bf16Tolerance);
+            }
+            Same(c => c.AccumulatedResid(-1, inclMid: true, applyLn: true, posSlice: -1).Stack, "accumulated_resid(apply_ln)");
+            Same(c => c.DecomposeResid(-1, applyLn: true, posSlice: -1).Stack, "decompose_resid(apply_ln)");
+            Same(c => c.StackHeadResults(-1, applyLn: true, posSlice: -1).Stack, "stack_head_results(apply_ln)");
+            Same(c => c.StackNeuronResults(1, posSlice: -1, applyLn: true).Stack, "stack_neuron_results(apply_ln)");
+            Same(c => c.GetFullResidDecomposition(-1, applyLn: true, posSlice: -1).Stack, "get_full_resid_decomposition(apply_ln)");
+            Same(c => c.LogitAttrs(c.DecomposeResid(-1, posSlice: -1).Stack, answers[.., 0], answers[.., 1], posSlice: -1), "logit_attrs");
+            Same(c => c.StackActivation("pattern"), "stack_activation(pattern)");
+            Assert.Equal(ScalarType.Float32, c16.ApplyLnToStack(c16.AccumulatedResid(-1).Stack, -1).dtype); // DLA projections are float32
+        }
+        // A float32 residual stream fed to a bfloat16 model's later blocks is taken in the model's dtype.
+        var resid = m32.Forward(tokens, stopAtLayer: 1);
+        Golden.AssertClose(m32.Forward(resid, startAtLayer: 1), m16.Forward(resid, startAtLayer: 1), "startAtLayer", PrecisionTests.Bf16Tolerance);
+    }
+}
