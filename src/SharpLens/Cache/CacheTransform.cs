@@ -39,7 +39,7 @@ internal sealed class CacheTransform
 
     /// <summary>
     /// The position axis of an activation of rank <paramref name="rank"/> (batch axis included): axis 1, except the query
-    /// axis 2 of attention scores and patterns [batch, head, query, key]. TransformerLens counts from the end instead
+    /// axis 2 of attention scores and patterns [batch, head, query, key]; null for a tensor without one. TransformerLens counts from the end instead
     /// (-3 for q/k/v/z/result, else -2), which picks the head axis of <c>hook_rot_q</c>, <c>hook_q_input</c> and
     /// <c>hook_attn_in</c>; SharpLens slices their positions.
     /// </summary>
@@ -47,7 +47,9 @@ internal sealed class CacheTransform
     {
         int axis = name.EndsWith("hook_pattern", StringComparison.Ordinal) || name.EndsWith("hook_attn_scores", StringComparison.Ordinal)
             || name.EndsWith("hook_pattern_grad", StringComparison.Ordinal) || name.EndsWith("hook_attn_scores_grad", StringComparison.Ordinal) ? 2 : 1;
-        return rank > axis ? axis : null;
+        // Activations with positions are [batch, pos, ...] with at least one more axis; rank-2 tensors (the per-head q/k
+        // norm hooks flatten batch·pos·heads into axis 0) have no position axis to slice.
+        return rank > axis + 1 ? axis : null;
     }
 
     /// <summary>The tensor to keep for <paramref name="activation"/> (a new tensor in the current dispose scope).</summary>

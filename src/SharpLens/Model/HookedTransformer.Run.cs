@@ -369,23 +369,24 @@ public sealed partial class HookedTransformer
     {
         int past = (int)(kv?.Length ?? 0);
         var positions = attentionMask is null ? null : PosEmbed.PositionsFromMask(attentionMask);
+        var ctx = new AttentionContext(attentionMask, positions);
+        // Free what the pass made once the next block has it (embeddings, earlier blocks' outputs and intermediates), so
+        // a pass holds one block's activations at a time. They live in the caller's scope (not a nested one): a hook's
+        // MoveToOuterDisposeScope must still reach the caller's caller. Tensors from outside the scope (the input, a
+        // patch taken from a cache) are never touched. Gradient runs keep everything (the graph and the hook leaves).
+        if (GradientRun.Active) scope = null;
+        var keep = scope is null ? null : new HashSet<IDisposable>(scope.DisposablesView, ReferenceEqualityComparer.Instance);
         var resid = input;
         if (input.dtype == ScalarType.Int64)
         {
             resid = _embed.Forward(input);
             if (_posEmbed is not null) resid = resid + _posEmbed.Forward(input, past, positions);
         }
-        var ctx = new AttentionContext(attentionMask, positions);
-        // Free each block's intermediates when it ends, so a pass holds one block's activations at a time. They live in
-        // the caller's scope (not a nested one): a hook's MoveToOuterDisposeScope must still reach the caller's caller.
-        // Gradient runs keep everything (the graph and the hook leaves need it).
-        if (GradientRun.Active) scope = null;
         for (int l = range.Start; l < (range.Stop ?? _blocks.Length); l++)
         {
-            var before = scope is null ? null : new HashSet<IDisposable>(scope.DisposablesView, ReferenceEqualityComparer.Instance);
             var next = _blocks[l].Forward(resid, ctx, kv?.Layers[l]);
             if (scope is not null)
-                foreach (var t in scope.DisposablesView.Where(t => !before!.Contains(t) && !ReferenceEquals(t, next)).ToList()) t.Dispose();
+                foreach (var t in scope.DisposablesView.Where(t => !keep!.Contains(t) && !ReferenceEquals(t, next)).ToList()) t.Dispose();
             resid = next;
         }
         if (range.Stop is not null) return resid;
