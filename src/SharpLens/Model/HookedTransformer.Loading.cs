@@ -133,9 +133,11 @@ public sealed partial class HookedTransformer
         HookedTransformer model;
         using (var scope = NewDisposeScope())
         {
-            // Processing reads weights into fresh memory and updates them in place (about one checkpoint of memory);
-            // without processing the weights stay memory-mapped, and are used as they are when their dtype is the model's.
-            var raw = Checkpoint.LoadStateDict(folder, writable: process, skip: family.IsUnused);
+            // Processing float32 weights reads them into fresh memory and updates them in place (about one checkpoint of
+            // memory). Weights stored in another type stay mapped: converting them to float32 makes the fresh copies.
+            // Without processing the weights stay mapped, and are used as they are when their dtype is the model's.
+            bool f32 = StoredFloatTypes(folder, family) is { } types && types.All(t => t == ScalarType.Float32);
+            var raw = Checkpoint.LoadStateDict(folder, writable: process && f32, skip: family.IsUnused);
             var sd = family.ConvertWeights(raw, cfg);
             var kept = sd.Values.ToHashSet(ReferenceEqualityComparer.Instance);
             foreach (var t in raw.Values.Where(t => !kept.Contains(t))) t.Dispose(); // handles the state dict no longer needs
@@ -145,6 +147,18 @@ public sealed partial class HookedTransformer
                 foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != ScalarType.Float32).ToList())
                     sd[name] = t.to_type(ScalarType.Float32);
                 (sd, cfg) = WeightProcessing.Process(sd, cfg, options, inputsAreScratch: true);
+                // Store in the model's dtype one parameter at a time, freeing each float32 result as soon as it is converted
+                // (peak: the float32 model plus one parameter, not plus the whole converted model).
+                var converted = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+                foreach (var (name, t) in sd.Where(kv => kv.Value.is_floating_point() && kv.Value.dtype != cfg.Dtype).ToList())
+                {
+                    if (!converted.TryGetValue(t, out var c))
+                    {
+                        converted[t] = c = t.to_type(cfg.Dtype);
+                        t.Dispose(); // the same tensor under another name finds its conversion above without touching it
+                    }
+                    sd[name] = c;
+                }
             }
             model = new HookedTransformer(cfg, sd); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
         }
@@ -158,23 +172,33 @@ public sealed partial class HookedTransformer
     /// </summary>
     private static bool NeedsConversion(string folder, IModelFamily family, bool process, ScalarType dtype)
     {
+        if (Checkpoint.FindWeights(folder) is null) return false; // loading reports the missing weights
+        return process || StoredFloatTypes(folder, family) is not { } types || types.Any(t => t != dtype);
+    }
+
+    /// <summary>
+    /// The floating-point types of the weights the model uses, from the safetensors headers (no data read); null for
+    /// <c>pytorch_model.bin</c> checkpoints, which are read into memory whatever they hold.
+    /// </summary>
+    private static HashSet<ScalarType>? StoredFloatTypes(string folder, IModelFamily family)
+    {
         string? weights = Checkpoint.FindWeights(folder);
-        if (weights is null) return false; // loading reports the missing weights
-        if (process) return true;
+        if (weights is null) return null;
         IEnumerable<string> files = [weights];
         if (weights.EndsWith("model.safetensors.index.json", StringComparison.Ordinal))
             files = Checkpoint.ReadWeightMap(weights).Values.Distinct().Select(s => Path.Combine(folder, s));
-        else if (!weights.EndsWith(".safetensors", StringComparison.Ordinal)) return true;
+        else if (!weights.EndsWith(".safetensors", StringComparison.Ordinal)) return null;
+        var types = new HashSet<ScalarType>();
         foreach (var path in files)
         {
+            if (!File.Exists(path)) return null; // loading reports the missing shard
             using var f = SafetensorsFile.Open(path);
             foreach (var name in f.Names.Where(n => !family.IsUnused(n)))
-            {
-                SafetensorsDtypes.TryGet(f.Info(name).Dtype, out var type, out _);
-                if (type != dtype && type is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64) return true;
-            }
+                if (SafetensorsDtypes.TryGet(f.Info(name).Dtype, out var type, out _)
+                    && type is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64)
+                    types.Add(type);
         }
-        return false;
+        return types;
     }
 
     /// <summary>How this model's load used the processed-weights cache (<see cref="Loading.WeightsCache"/>).</summary>

@@ -107,6 +107,29 @@ public sealed class WeightsCacheTests : IDisposable
     }
 
     [Fact]
+    public void Bfloat16CheckpointIsProcessedFromItsMappingLikeTheSameValuesInFloat32()
+    {
+        // The same (bf16-representable) values stored as BF16 and as F32: a bf16 checkpoint is mapped and converted to
+        // float32 for processing, a float32 one read into fresh memory; both must give the same processed weights.
+        string bf = CopyFixture(), f32 = CopyFixture();
+        using (var scope = NewDisposeScope())
+        {
+            Dictionary<string, Tensor> sd;
+            using (var f = SafetensorsFile.Open(Path.Combine(Golden.Dir, "model.safetensors"))) sd = f.Names.ToDictionary(n => n, n => f.ReadCopy(n));
+            var rounded = sd.ToDictionary(kv => kv.Key, kv => kv.Value.is_floating_point() ? kv.Value.to_type(ScalarType.BFloat16) : kv.Value);
+            SafetensorsWriter.Write(Path.Combine(bf, "model.safetensors"), rounded.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+            SafetensorsWriter.Write(Path.Combine(f32, "model.safetensors"),
+                rounded.ToDictionary(kv => kv.Key, kv => kv.Value.is_floating_point() ? kv.Value.to_type(ScalarType.Float32) : kv.Value).OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        }
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            using var fromBf16 = HookedTransformer.LoadFolder(bf, ProcessingOptions.Default, "m", dtype, null);
+            using var fromF32 = HookedTransformer.LoadFolder(f32, ProcessingOptions.Default, "m", dtype, null);
+            AssertSameWeights(fromF32, fromBf16);
+        }
+    }
+
+    [Fact]
     public void MissWritesOneFileCarryingTheKey()
     {
         var cache = Cache();
