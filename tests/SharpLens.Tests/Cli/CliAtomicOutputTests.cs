@@ -10,7 +10,7 @@ namespace SharpLens.Tests.Cli;
 /// (the report path is a folder, so the last write fails) or in the middle of it: exit 1, one error naming the file,
 /// no new output, no temporary file, and an output file from an earlier run left exactly as it was.
 /// </summary>
-public sealed class CliAtomicOutputTests : IDisposable
+public sealed class CliAtomicOutputTests(RandomGpt2Checkpoint checkpoint) : IDisposable, IClassFixture<RandomGpt2Checkpoint>
 {
     private const string Earlier = "results of an earlier run";
     private readonly string _dir = TempDir();
@@ -32,7 +32,7 @@ public sealed class CliAtomicOutputTests : IDisposable
         {
             "dla" => ["dla", "--model", Golden.Dir, "--prompts", clean, .. outputs],
             "patch" => ["patch", .. patching, .. outputs],
-            "ioi" => ["ioi", "--model", RandomGpt2Checkpoint.Dir, "--top-k", "3", .. outputs],
+            "ioi" => ["ioi", "--model", checkpoint.Dir, "--top-k", "3", .. outputs],
             "sae" => ["sae", "--model", Golden.Dir, "--sae", SaeGolden.Folder("standard_blocks.0.hook_resid_post"), "--tokens-file", tokens, .. outputs],
             "attribute" => ["attribute", "--model", Golden.Dir, "--tokens-file", tokens, "--answers", answers, "--steps", "2", .. outputs],
             "sweep-patch" => ["sweep", "--analysis", "patch", .. patching, "--batch-size", "3", .. outputs],

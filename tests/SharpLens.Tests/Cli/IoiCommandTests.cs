@@ -1,66 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using SharpLens.Loading;
-using TorchSharp;
 using static TorchSharp.torch;
 using static SharpLens.Tests.Cli.CliTestHelper;
 
 namespace SharpLens.Tests.Cli;
 
-/// <summary>A random checkpoint with GPT-2's vocabulary (so the real tokenizer applies) but a tiny width.</summary>
-internal static class RandomGpt2Checkpoint
-{
-    private static readonly Lazy<string> Folder = new(Create);
-    public static string Dir => Folder.Value;
-
-    private const string Prefix = "sharplens-random-gpt2-";
-
-    private static string Create()
-    {
-        // Folders of earlier test runs that ended without cleaning up (killed): their process is gone.
-        foreach (var stale in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
-            if (int.TryParse(Path.GetFileName(stale)[Prefix.Length..], out int pid) && !IsRunning(pid))
-                try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        string dir = Path.Combine(Path.GetTempPath(), $"{Prefix}{Environment.ProcessId}");
-        Directory.CreateDirectory(dir);
-        // Shared by every test of this run (it is created once), so it goes when the test process ends.
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        };
-        const int d = 32, layers = 2, vocab = 50257, ctx = 64;
-        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
-        {
-            ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["model_type"] = "gpt2", ["n_embd"] = d, ["n_layer"] = layers,
-            ["n_head"] = 4, ["n_positions"] = ctx, ["n_ctx"] = ctx, ["vocab_size"] = vocab, ["activation_function"] = "gelu_new",
-            ["layer_norm_epsilon"] = 1e-5, ["bos_token_id"] = 50256, ["eos_token_id"] = 50256,
-        }.ToJsonString());
-        using var scope = NewDisposeScope();
-        var g = new Generator(1234);
-        Tensor R(params long[] shape) => randn(shape, generator: g) * 0.2f;
-        var t = new Dictionary<string, Tensor> { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(ctx, d), ["ln_f.weight"] = 1 + R(d), ["ln_f.bias"] = R(d) };
-        for (int l = 0; l < layers; l++)
-        {
-            string p = $"h.{l}.";
-            t[p + "ln_1.weight"] = 1 + R(d); t[p + "ln_1.bias"] = R(d); t[p + "ln_2.weight"] = 1 + R(d); t[p + "ln_2.bias"] = R(d);
-            t[p + "attn.c_attn.weight"] = R(d, 3 * d); t[p + "attn.c_attn.bias"] = R(3 * d);
-            t[p + "attn.c_proj.weight"] = R(d, d); t[p + "attn.c_proj.bias"] = R(d);
-            t[p + "mlp.c_fc.weight"] = R(d, 4 * d); t[p + "mlp.c_fc.bias"] = R(4 * d);
-            t[p + "mlp.c_proj.weight"] = R(4 * d, d); t[p + "mlp.c_proj.bias"] = R(d);
-        }
-        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), t);
-        return dir;
-    }
-
-    private static bool IsRunning(int pid)
-    {
-        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
-        catch (ArgumentException) { return false; }
-        catch (InvalidOperationException) { return false; }
-    }
-}
-
-public sealed class IoiCommandTests
+public sealed class IoiCommandTests(RandomGpt2Checkpoint checkpoint) : IClassFixture<RandomGpt2Checkpoint>
 {
     [Fact]
     public void IoiRunsEndToEndWithTablesJsonAndReport()
@@ -69,7 +14,7 @@ public sealed class IoiCommandTests
         try
         {
             string json = Path.Combine(dir, "ioi.json"), report = Path.Combine(dir, "ioi.html");
-            var (code, stdout, stderr) = Run("ioi", "--model", RandomGpt2Checkpoint.Dir, "--json", json, "--report", report, "--top-k", "3");
+            var (code, stdout, stderr) = Run("ioi", "--model", checkpoint.Dir, "--json", json, "--report", report, "--top-k", "3");
             Assert.True(code == 0, stderr + stdout);
             Assert.Contains("prompts and answers", stdout);
             Assert.Contains("Logit differences", stdout);
@@ -145,13 +90,13 @@ public sealed class IoiCommandTests
                  {"prompt": "After Martin and Amy went to the park, Amy gave a drink to", "correct": " Martin", "incorrect": " Amy"},
                  {"prompt": "Alice met Bob. Bob thanked", "correct": " Alice", "incorrect": " Bob"}]
                 """);
-            var (code, _, stderr) = Run("dla", "--model", RandomGpt2Checkpoint.Dir, "--prompts", prompts, "--json", json);
+            var (code, _, stderr) = Run("dla", "--model", checkpoint.Dir, "--prompts", prompts, "--json", json);
             Assert.True(code == 0, stderr);
             var o = JsonNode.Parse(File.ReadAllText(json))!.AsObject();
             // The short prompt read at its own last position equals running it alone.
             string single = Path.Combine(dir, "single.json"), singleJson = Path.Combine(dir, "single-out.json");
             File.WriteAllText(single, """[{"prompt": "Alice met Bob. Bob thanked", "correct": " Alice", "incorrect": " Bob"}]""");
-            Assert.Equal(0, Run("dla", "--model", RandomGpt2Checkpoint.Dir, "--prompts", single, "--json", singleJson).Code);
+            Assert.Equal(0, Run("dla", "--model", checkpoint.Dir, "--prompts", single, "--json", singleJson).Code);
             var alone = JsonNode.Parse(File.ReadAllText(singleJson))!["prompts"]![0]!["logit_diff"]!.GetValue<double>();
             Assert.Equal(alone, o["prompts"]![2]!["logit_diff"]!.GetValue<double>(), 4);
         }
@@ -176,7 +121,7 @@ public sealed class IoiCommandTests
             {
                 string prompts = Path.Combine(dir, "p.json");
                 File.WriteAllText(prompts, content);
-                var (code, _, stderr) = Run("dla", "--model", RandomGpt2Checkpoint.Dir, "--prompts", prompts, "--json", json, "--report", report);
+                var (code, _, stderr) = Run("dla", "--model", checkpoint.Dir, "--prompts", prompts, "--json", json, "--report", report);
                 Assert.NotEqual(0, code);
                 Assert.Contains(expected, stderr);
                 Assert.False(File.Exists(report));

@@ -1,0 +1,61 @@
+using System.Text.Json.Nodes;
+using SharpLens.Loading;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpLens.Tests.Cli;
+
+/// <summary>
+/// Class fixture: a random checkpoint with GPT-2's vocabulary (so the real tokenizer applies) but a tiny width, in a
+/// temporary folder that is deleted when the test class is done (and, after a killed run, by the next run).
+/// </summary>
+public sealed class RandomGpt2Checkpoint : IDisposable
+{
+    private const string Prefix = "sharplens-random-gpt2-";
+
+    /// <summary>The checkpoint folder.</summary>
+    public string Dir { get; } = Create();
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static string Create()
+    {
+        // Folders of earlier test runs that were killed before their fixtures were disposed: their process is gone.
+        foreach (var stale in Directory.GetDirectories(Path.GetTempPath(), Prefix + "*"))
+            if (int.TryParse(Path.GetFileName(stale)[Prefix.Length..].Split('-')[0], out int pid) && !IsRunning(pid))
+                try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        string dir = Directory.CreateTempSubdirectory($"{Prefix}{Environment.ProcessId}-").FullName;
+        const int d = 32, layers = 2, vocab = 50257, ctx = 64;
+        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
+        {
+            ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["model_type"] = "gpt2", ["n_embd"] = d, ["n_layer"] = layers,
+            ["n_head"] = 4, ["n_positions"] = ctx, ["n_ctx"] = ctx, ["vocab_size"] = vocab, ["activation_function"] = "gelu_new",
+            ["layer_norm_epsilon"] = 1e-5, ["bos_token_id"] = 50256, ["eos_token_id"] = 50256,
+        }.ToJsonString());
+        using var scope = NewDisposeScope();
+        var g = new Generator(1234);
+        Tensor R(params long[] shape) => randn(shape, generator: g) * 0.2f;
+        var t = new Dictionary<string, Tensor> { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(ctx, d), ["ln_f.weight"] = 1 + R(d), ["ln_f.bias"] = R(d) };
+        for (int l = 0; l < layers; l++)
+        {
+            string p = $"h.{l}.";
+            t[p + "ln_1.weight"] = 1 + R(d); t[p + "ln_1.bias"] = R(d); t[p + "ln_2.weight"] = 1 + R(d); t[p + "ln_2.bias"] = R(d);
+            t[p + "attn.c_attn.weight"] = R(d, 3 * d); t[p + "attn.c_attn.bias"] = R(3 * d);
+            t[p + "attn.c_proj.weight"] = R(d, d); t[p + "attn.c_proj.bias"] = R(d);
+            t[p + "mlp.c_fc.weight"] = R(d, 4 * d); t[p + "mlp.c_fc.bias"] = R(4 * d);
+            t[p + "mlp.c_proj.weight"] = R(4 * d, d); t[p + "mlp.c_proj.bias"] = R(d);
+        }
+        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), t);
+        return dir;
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+}
