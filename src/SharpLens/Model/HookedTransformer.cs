@@ -220,7 +220,7 @@ public sealed partial class HookedTransformer : IDisposable
         Tensor wFused, bFused;
         using (var scope = NewDisposeScope())
         {
-            if (FusedViews(bNames, widths, [dh, 1]) is { } bStart)
+            if (FusedViews(bNames, widths, [dh, 1], 1) is { } bStart)
             {
                 bFused = Derived(P(p + "b_Q").as_strided([n], [1], bStart));
             }
@@ -237,9 +237,14 @@ public sealed partial class HookedTransformer : IDisposable
                 bFused = Derived(b);
             }
 
-            if (FusedViews(wNames, widths, [dh, n, 1]) is { } wStart)
+            if (FusedViews(wNames, widths, [dh, n, 1], 1) is { } wStart)
             {
                 wFused = Derived(P(p + "W_Q").as_strided([d, n], [n, 1], wStart));
+            }
+            else if (FusedViews(wNames, widths, [dh * d, 1, d], d) is { } tStart)
+            {
+                // One nn.Linear [q | k | v, d_model] matrix (Phi-3's qkv_proj): its transpose, a strided view the GEMM takes as is.
+                wFused = Derived(P(p + "W_Q").as_strided([d, n], [1, d], tStart));
             }
             else
             {
@@ -259,12 +264,13 @@ public sealed partial class HookedTransformer : IDisposable
         _attentionWeights.Add(weights);
         return weights;
 
-        // The storage offset of q when q, k and v have the given strides and follow each other in one storage (q | k | v).
-        long? FusedViews(string[] names, long[] sizes, long[] strides)
+        // The storage offset of q when q, k and v have the given strides and follow each other in one storage (q | k | v),
+        // each part sizes[i] · rowElements elements long.
+        long? FusedViews(string[] names, long[] sizes, long[] strides, long rowElements)
         {
             var t = names.Select(x => P(p + x)).ToArray();
             if (t.Any(x => !x.stride().SequenceEqual(strides))) return null;
-            long step = t[0].element_size();
+            long step = t[0].element_size() * rowElements;
             if (t[1].DataAddress() != t[0].DataAddress() + sizes[0] * step || t[2].DataAddress() != t[0].DataAddress() + (sizes[0] + sizes[1]) * step)
                 return null;
             return t[0].storage_offset();

@@ -68,6 +68,19 @@ public sealed class NoCopyLoadingTests : IDisposable
     }
 
     [SkippableFact]
+    public void Phi3FusedQkvProjectionIsUsedAsAView()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
+        string dir = Path.Combine(AppContext.BaseDirectory, "fixtures", "tiny-phi3");
+        using var model = HookedTransformer.FromFolder(dir, ProcessingOptions.None, "tiny-phi3");
+        // Only the zero biases Phi-3 does not store are new; W_Q/W_K/W_V stay views of qkv_proj (not copied into a fused matrix).
+        var copied = NotMapped(model, Path.Combine(dir, "model.safetensors"));
+        Assert.NotEmpty(copied);
+        Assert.All(copied, n => Assert.Matches(@"\._?b_", n));
+        Assert.DoesNotContain(copied, n => System.Text.RegularExpressions.Regex.IsMatch(n, @"\._?W_"));
+    }
+
+    [SkippableFact]
     public void CacheHitParametersAreViewsOfTheCacheFileMapping()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
