@@ -187,3 +187,29 @@ public sealed class PrecisionCacheAnalysisTests
         Golden.AssertClose(m32.Forward(resid, startAtLayer: 1), m16.Forward(resid, startAtLayer: 1), "startAtLayer", PrecisionTests.Bf16Tolerance);
     }
 }
+
+/// <summary>The widened float32 logits GEMM of half models, whole and in column blocks.</summary>
+public sealed class HalfGemmTests
+{
+    [Fact]
+    public void BlockwiseWidenedLogitsEqualTheWholeProduct()
+    {
+        using var scope = NewDisposeScope();
+        var before = Environment.GetEnvironmentVariable("SHARPLENS_HALF_GEMM");
+        Environment.SetEnvironmentVariable("SHARPLENS_HALF_GEMM", "float32");
+        try
+        {
+            var gen = new Generator(3);
+            long cols = Model.Components.Ops.WidenBlockElements / 32 + 777; // > one block, a ragged last block
+            var x = randn([2, 5, 64], generator: gen).to_type(ScalarType.BFloat16);
+            var w = randn([64, cols], generator: gen).to_type(ScalarType.BFloat16);
+            var b = randn([cols], generator: gen).to_type(ScalarType.BFloat16);
+            var blocked = Model.Components.Ops.AffineFloat32(x, w, b);
+            Assert.Equal(ScalarType.Float32, blocked.dtype);
+            Assert.Equal(new long[] { 2, 5, cols }, blocked.shape);
+            var whole = x.to_type(ScalarType.Float32).matmul(w.to_type(ScalarType.Float32)) + b.to_type(ScalarType.Float32);
+            Golden.AssertClose(whole, blocked, "blockwise widened GEMM", 1e-6);
+        }
+        finally { Environment.SetEnvironmentVariable("SHARPLENS_HALF_GEMM", before); }
+    }
+}

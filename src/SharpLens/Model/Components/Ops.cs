@@ -15,12 +15,33 @@ internal static class Ops
         return AffineRaw(Up(x), Up(w), b is null ? null : Up(b)).to_type(x.dtype);
     }
 
-    /// <summary><see cref="Affine"/> with a float32 result (the logits): no rounding to bfloat16/float16 on the way out.</summary>
+    /// <summary>Widened weights above this many elements are converted a column block at a time (the unembedding).</summary>
+    internal const long WidenBlockElements = 1L << 22;
+
+    /// <summary>
+    /// <see cref="Affine"/> with a float32 result (the logits): no rounding to bfloat16/float16 on the way out. A large
+    /// half weight (W_U: 321 MB in float32 for GPT-2-XL) is widened a block of columns at a time, so the extra memory is
+    /// one block (16 MB) rather than a float32 copy of the matrix.
+    /// </summary>
     public static Tensor AffineFloat32(Tensor x, Tensor w, Tensor? b)
     {
         if (x.dtype == ScalarType.Float32) return AffineRaw(x, w, b);
         if (HalfGemm.Native(x.dtype)) return AffineRaw(x, w, b).to_type(ScalarType.Float32);
-        return AffineRaw(Up(x), Up(w), b is null ? null : Up(b));
+        if (w.numel() <= WidenBlockElements) return AffineRaw(Up(x), Up(w), b is null ? null : Up(b));
+        var shape = x.shape;
+        var x2 = Up(x.reshape(-1, shape[^1]));
+        long n = w.shape[1], block = Math.Max(1, WidenBlockElements / w.shape[0]);
+        var y = empty([x2.shape[0], n], dtype: ScalarType.Float32);
+        for (long c = 0; c < n; c += block)
+        {
+            using var scope = NewDisposeScope();
+            long len = Math.Min(block, n - c);
+            var part = x2.matmul(w.narrow(1, c, len).to_type(ScalarType.Float32));
+            if (b is not null) part.add_(b.narrow(0, c, len).to_type(ScalarType.Float32));
+            y.narrow(1, c, len).copy_(part);
+        }
+        shape[^1] = n;
+        return y.view(shape);
     }
 
     /// <summary>Batched <c>a @ b</c> in <paramref name="a"/>'s dtype, float32 accumulation for half types.</summary>
