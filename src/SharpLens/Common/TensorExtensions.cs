@@ -20,6 +20,15 @@ public static class TensorExtensions
     /// <summary>Address of the tensor's first element (storage base + offset), to tell whether two tensors alias.</summary>
     internal static long DataAddress(this Tensor t)
     {
+        if (t.numel() > 0 && t.device_type == TorchSharp.DeviceType.CPU)
+        {
+            // A one-element view at the first element is contiguous, so its byte span points at the data with no copy.
+            // (Storage<T> of another element type than the tensor's converts the whole storage: for a bfloat16 view of a
+            // mapped checkpoint that copied the file and gave the copy's address.)
+            using var first = t.as_strided([1], [1], t.storage_offset());
+            return (long)System.Runtime.CompilerServices.Unsafe.ByteOffset(ref System.Runtime.CompilerServices.Unsafe.NullRef<byte>(),
+                ref System.Runtime.InteropServices.MemoryMarshal.GetReference(first.bytes));
+        }
         long baseAddress = t.dtype switch
         {
             ScalarType.Float32 => (long)t.storage<float>().data_ptr(),

@@ -68,6 +68,22 @@ public sealed class NoCopyLoadingTests : IDisposable
     }
 
     [SkippableFact]
+    public void Bfloat16CheckpointLoadedAsBfloat16IsMappedToo()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
+        string dir = Path.Combine(_root, "bf16");
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(Golden.Dir, "config.json"), Path.Combine(dir, "config.json"));
+        using (var scope = NewDisposeScope())
+        using (var f = SafetensorsFile.Open(Path.Combine(Golden.Dir, "model.safetensors")))
+            SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"),
+                f.Names.Order(StringComparer.Ordinal).Select(n => new KeyValuePair<string, Tensor>(n, f.Read(n).to_type(ScalarType.BFloat16))));
+        using var model = HookedTransformer.FromFolder(dir, ProcessingOptions.None, "bf16", ScalarType.BFloat16);
+        Assert.Equal(WeightsCacheUse.NotUsed, model.WeightsCacheUse);
+        Assert.Equal(["unembed.b_U"], NotMapped(model, Path.Combine(dir, "model.safetensors")));
+    }
+
+    [SkippableFact]
     public void Phi3FusedQkvProjectionIsUsedAsAView()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
