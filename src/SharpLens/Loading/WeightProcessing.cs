@@ -77,11 +77,19 @@ public static class WeightProcessing
         public bool Writable(Tensor t, Dictionary<string, Tensor> sd)
         {
             if (!_set.Contains(t)) return false;
-            var ptr = t.DataAddress();
-            foreach (var other in sd.Values)
-                if (!ReferenceEquals(other, t) && other.DataAddress() == ptr) return false;
-            return true;
+            // Each step asks about many tensors of the same (unchanging) input dict: count its start addresses once
+            // instead of once per question (hundreds of parameters in a large model).
+            if (!ReferenceEquals(_countedFor, sd))
+            {
+                _starts = sd.Values.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>()
+                    .GroupBy(x => x.DataAddress()).ToDictionary(g => g.Key, g => g.Count());
+                _countedFor = sd;
+            }
+            return _starts.GetValueOrDefault(t.DataAddress()) <= 1;
         }
+
+        private Dictionary<string, Tensor>? _countedFor;
+        private Dictionary<long, int> _starts = [];
     }
 
     /// <summary>Applies the selected steps in TransformerLens's order; returns the new state dict and config.</summary>
