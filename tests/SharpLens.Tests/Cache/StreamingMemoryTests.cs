@@ -22,7 +22,7 @@ public sealed class StreamingMemoryTests
         double moreCache = large.CacheMb - small.CacheMb; // ~210 MB more to cache; one block's activations stay the same
         Assert.True(large.CacheMb > 250, $"the cache should be large for this test, it is {large.CacheMb:F0} MB");
         Assert.True(large.StreamedMb < 0.3 * large.CacheMb, $"streaming a {large.CacheMb:F0} MB cache grew the peak by {large.StreamedMb:F0} MB");
-        Assert.True(large.StreamedMb - small.StreamedMb < 0.25 * moreCache, // allocator arenas of libtorch's threads vary by a few tens of MB
+        Assert.True(large.StreamedMb - small.StreamedMb < 0.1 * moreCache,
             $"streaming peak went from {small.StreamedMb:F0} MB (4 layers) to {large.StreamedMb:F0} MB (16 layers): it grows with the cache");
         Assert.True(large.InMemoryMb - small.InMemoryMb > 0.8 * moreCache,
             $"in-memory peak went from {small.InMemoryMb:F0} MB to {large.InMemoryMb:F0} MB for {moreCache:F0} MB more cache (the measurement is not seeing the cache)");
