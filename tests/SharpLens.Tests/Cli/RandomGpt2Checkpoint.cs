@@ -28,21 +28,32 @@ public sealed class RandomGpt2Checkpoint : IDisposable
             if (int.TryParse(Path.GetFileName(stale)[Prefix.Length..].Split('-')[0], out int pid) && !IsRunning(pid))
                 try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         string dir = Directory.CreateTempSubdirectory($"{Prefix}{Environment.ProcessId}-").FullName;
-        const int d = 32, layers = 2, vocab = 50257, ctx = 64;
+        return Write(dir, layers: 2, dModel: 32, nHeads: 4, vocab: 50257, nCtx: 64, std: 0.2f, seed: 1234, randomNorms: true);
+    }
+
+    /// <summary>
+    /// Writes a random GPT-2 checkpoint (Hugging Face layout, Conv1D shapes) into <paramref name="dir"/>: weights
+    /// N(0, <paramref name="std"/>) from <paramref name="seed"/>; LayerNorm weights 1 (+ noise with <paramref name="randomNorms"/>).
+    /// </summary>
+    internal static string Write(string dir, int layers, int dModel, int nHeads, int vocab, int nCtx, float std, int seed, bool randomNorms)
+    {
+        Directory.CreateDirectory(dir);
+        long d = dModel;
         File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
         {
-            ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["model_type"] = "gpt2", ["n_embd"] = d, ["n_layer"] = layers,
-            ["n_head"] = 4, ["n_positions"] = ctx, ["n_ctx"] = ctx, ["vocab_size"] = vocab, ["activation_function"] = "gelu_new",
-            ["layer_norm_epsilon"] = 1e-5, ["bos_token_id"] = 50256, ["eos_token_id"] = 50256,
+            ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["model_type"] = "gpt2", ["n_embd"] = dModel, ["n_layer"] = layers,
+            ["n_head"] = nHeads, ["n_positions"] = nCtx, ["n_ctx"] = nCtx, ["vocab_size"] = vocab, ["activation_function"] = "gelu_new",
+            ["layer_norm_epsilon"] = 1e-5, ["bos_token_id"] = vocab - 1, ["eos_token_id"] = vocab - 1,
         }.ToJsonString());
         using var scope = NewDisposeScope();
-        var g = new Generator(1234);
-        Tensor R(params long[] shape) => randn(shape, generator: g) * 0.2f;
-        var t = new Dictionary<string, Tensor> { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(ctx, d), ["ln_f.weight"] = 1 + R(d), ["ln_f.bias"] = R(d) };
+        var g = new Generator((ulong)seed);
+        Tensor R(params long[] shape) => randn(shape, generator: g) * std;
+        Tensor Norm() => randomNorms ? 1 + R(d) : ones(d);
+        var t = new Dictionary<string, Tensor> { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(nCtx, d), ["ln_f.weight"] = Norm(), ["ln_f.bias"] = R(d) };
         for (int l = 0; l < layers; l++)
         {
             string p = $"h.{l}.";
-            t[p + "ln_1.weight"] = 1 + R(d); t[p + "ln_1.bias"] = R(d); t[p + "ln_2.weight"] = 1 + R(d); t[p + "ln_2.bias"] = R(d);
+            t[p + "ln_1.weight"] = Norm(); t[p + "ln_1.bias"] = R(d); t[p + "ln_2.weight"] = Norm(); t[p + "ln_2.bias"] = R(d);
             t[p + "attn.c_attn.weight"] = R(d, 3 * d); t[p + "attn.c_attn.bias"] = R(3 * d);
             t[p + "attn.c_proj.weight"] = R(d, d); t[p + "attn.c_proj.bias"] = R(d);
             t[p + "mlp.c_fc.weight"] = R(d, 4 * d); t[p + "mlp.c_fc.bias"] = R(4 * d);

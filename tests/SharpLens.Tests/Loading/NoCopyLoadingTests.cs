@@ -147,30 +147,6 @@ public sealed class NoCopyLoadingTests : IDisposable
     }
 
     /// <summary>A random checkpoint in Hugging Face GPT-2 layout (Conv1D [in, out] matrices).</summary>
-    internal static string WriteRandomGpt2(string dir, int layers, int dModel, int vocab, int nCtx = 256)
-    {
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject
-        {
-            ["model_type"] = "gpt2", ["architectures"] = new JsonArray("GPT2LMHeadModel"), ["n_layer"] = layers, ["n_embd"] = dModel,
-            ["n_head"] = 8, ["vocab_size"] = vocab, ["n_positions"] = nCtx, ["n_ctx"] = nCtx, ["activation_function"] = "gelu_new",
-            ["layer_norm_epsilon"] = 1e-5,
-        }.ToJsonString());
-        using var scope = NewDisposeScope();
-        var gen = new Generator(5);
-        long d = dModel;
-        Tensor R(params long[] shape) => randn(shape, generator: gen).mul_(0.02);
-        var sd = new SortedDictionary<string, Tensor>(StringComparer.Ordinal) { ["wte.weight"] = R(vocab, d), ["wpe.weight"] = R(nCtx, d), ["ln_f.weight"] = ones(d), ["ln_f.bias"] = R(d) };
-        for (int i = 0; i < layers; i++)
-        {
-            string p = $"h.{i}.";
-            sd[p + "ln_1.weight"] = ones(d); sd[p + "ln_1.bias"] = R(d); sd[p + "ln_2.weight"] = ones(d); sd[p + "ln_2.bias"] = R(d);
-            sd[p + "attn.c_attn.weight"] = R(d, 3 * d); sd[p + "attn.c_attn.bias"] = R(3 * d);
-            sd[p + "attn.c_proj.weight"] = R(d, d); sd[p + "attn.c_proj.bias"] = R(d);
-            sd[p + "mlp.c_fc.weight"] = R(d, 4 * d); sd[p + "mlp.c_fc.bias"] = R(4 * d);
-            sd[p + "mlp.c_proj.weight"] = R(4 * d, d); sd[p + "mlp.c_proj.bias"] = R(d);
-        }
-        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), sd);
-        return dir;
-    }
+    internal static string WriteRandomGpt2(string dir, int layers, int dModel, int vocab, int nCtx = 256) =>
+        Cli.RandomGpt2Checkpoint.Write(dir, layers, dModel, nHeads: 8, vocab, nCtx, std: 0.02f, seed: 5, randomNorms: false);
 }
