@@ -27,12 +27,26 @@ public static class DecoderWeights
         sd[tlPrefix + "b_O"] = zeros(d, dtype: q.dtype);
     }
 
-    /// <summary>Separate <c>q_proj</c>/<c>k_proj</c>/<c>v_proj</c>/<c>o_proj</c> weights under <paramref name="hfPrefix"/> (LLaMA-style).</summary>
-    public static void AddAttention(Dictionary<string, Tensor> sd, CheckpointTensors hf, string hfPrefix, string tlPrefix, HookedTransformerConfig cfg)
+    /// <summary>
+    /// Separate <c>q_proj</c>/<c>k_proj</c>/<c>v_proj</c>/<c>o_proj</c> weights under <paramref name="hfPrefix"/> (LLaMA-style).
+    /// With <paramref name="biasesIfPresent"/>, the projections' biases are read where the checkpoint has them (Qwen2's
+    /// q/k/v biases); the others stay zero.
+    /// </summary>
+    public static void AddAttention(Dictionary<string, Tensor> sd, CheckpointTensors hf, string hfPrefix, string tlPrefix, HookedTransformerConfig cfg,
+        bool biasesIfPresent = false)
     {
         long d = cfg.DModel, h = cfg.NHeads, kv = cfg.KvHeads, dh = cfg.DHead;
         AddAttention(sd, tlPrefix, cfg, hf.Get(hfPrefix + "q_proj.weight", h * dh, d), hf.Get(hfPrefix + "k_proj.weight", kv * dh, d),
             hf.Get(hfPrefix + "v_proj.weight", kv * dh, d), hf.Get(hfPrefix + "o_proj.weight", d, h * dh));
+        if (!biasesIfPresent) return;
+        void Bias(string tlName, string hfName, params long[] shape)
+        {
+            if (hf.Has(hfPrefix + hfName)) sd[tlPrefix + tlName] = hf.Get(hfPrefix + hfName, shape.Aggregate(1L, (a, x) => a * x)).view(shape);
+        }
+        Bias("b_Q", "q_proj.bias", h, dh);
+        Bias(ParameterLayout.KeyValueName(cfg, "b_K"), "k_proj.bias", kv, dh);
+        Bias(ParameterLayout.KeyValueName(cfg, "b_V"), "v_proj.bias", kv, dh);
+        Bias("b_O", "o_proj.bias", d);
     }
 
     /// <summary>Gated MLP: gate and up [d_mlp, d_model], down [d_model, d_mlp] → <c>W_gate</c>, <c>W_in</c>, <c>W_out</c>, zero biases.</summary>

@@ -124,40 +124,25 @@ public sealed class LlamaFamily : IModelFamily
     {
         var variant = Variants.First(v => v.Architecture == cfg.OriginalArchitecture);
         var ck = new CheckpointTensors(hfWeights, cfg.OriginalArchitecture);
-        long d = cfg.DModel, h = cfg.NHeads, kv = cfg.KvHeads, dh = cfg.DHead, m = cfg.DMlp;
-        string K(string name) => ParameterLayout.KeyValueName(cfg, name);
+        long d = cfg.DModel, dh = cfg.DHead;
         var sd = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var embed = ck.Get("model.embed_tokens.weight", cfg.DVocab, d);
         sd["embed.W_E"] = embed;
-        // nn.Linear stores [out, in]; out rows are (head, d_head).
-        Tensor Heads(string name, long heads) => ck.Get(name, heads * dh, d).view(heads, dh, d).transpose(1, 2);   // [heads, d, dh]
-        Tensor HeadBias(string name, long heads) => ck.Has(name) ? ck.Get(name, heads * dh).view(heads, dh) : zeros(heads, dh, dtype: embed.dtype);
         bool attnBias = variant.QkvBias || ck.Has("model.layers.0.self_attn.q_proj.bias");
         for (int l = 0; l < cfg.NLayers; l++)
         {
             string hp = $"model.layers.{l}.", tp = $"blocks.{l}.", a = hp + "self_attn.";
             sd[tp + "ln1.w"] = ck.Get(hp + "input_layernorm.weight", d);
-            sd[tp + "attn.W_Q"] = Heads(a + "q_proj.weight", h);
-            sd[tp + "attn." + K("W_K")] = Heads(a + "k_proj.weight", kv);
-            sd[tp + "attn." + K("W_V")] = Heads(a + "v_proj.weight", kv);
             if (attnBias && !ck.Has(a + "q_proj.bias"))
                 throw new SharpLensException($"{cfg.OriginalArchitecture} checkpoint is missing tensor '{a}q_proj.bias' (this architecture has q/k/v biases).");
-            sd[tp + "attn.b_Q"] = HeadBias(a + "q_proj.bias", h);
-            sd[tp + "attn." + K("b_K")] = HeadBias(a + "k_proj.bias", kv);
-            sd[tp + "attn." + K("b_V")] = HeadBias(a + "v_proj.bias", kv);
-            sd[tp + "attn.W_O"] = ck.Get(a + "o_proj.weight", d, h * dh).view(d, h, dh).permute(1, 2, 0); // [h, dh, d]
-            sd[tp + "attn.b_O"] = ck.Has(a + "o_proj.bias") ? ck.Get(a + "o_proj.bias", d) : zeros(d, dtype: embed.dtype);
+            DecoderWeights.AddAttention(sd, ck, a, tp + "attn.", cfg, biasesIfPresent: true);
             if (cfg.UseQkNorm)
             {
                 sd[tp + "attn.q_norm.w"] = ck.Get(a + "q_norm.weight", dh);
                 sd[tp + "attn.k_norm.w"] = ck.Get(a + "k_norm.weight", dh);
             }
             sd[tp + "ln2.w"] = ck.Get(hp + "post_attention_layernorm.weight", d);
-            sd[tp + "mlp.W_gate"] = ck.Get(hp + "mlp.gate_proj.weight", m, d).t();
-            sd[tp + "mlp.W_in"] = ck.Get(hp + "mlp.up_proj.weight", m, d).t();
-            sd[tp + "mlp.b_in"] = zeros(m, dtype: embed.dtype);
-            sd[tp + "mlp.W_out"] = ck.Get(hp + "mlp.down_proj.weight", d, m).t();
-            sd[tp + "mlp.b_out"] = zeros(d, dtype: embed.dtype);
+            DecoderWeights.AddGatedMlp(sd, ck, hp + "mlp.", tp + "mlp.", cfg);
         }
         sd["ln_final.w"] = ck.Get("model.norm.weight", d);
         // Tied models (e.g. Qwen2-0.5B, Llama-3.2-1B) read the unembedding from the token embedding, as Hugging Face does.
