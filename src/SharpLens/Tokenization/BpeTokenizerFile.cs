@@ -34,9 +34,12 @@ public sealed class BpeTokenizerFile : ITokenizer
         Name = name;
         foreach (var (text, id) in added) vocab.TryAdd(text, id);
         // Ids index arrays of the vocabulary size: a damaged id of 2e9 must not become a 16 GB allocation.
-        if (vocab.Count > 0 && vocab.Values.Concat(added.Values).Max() is var maxId && maxId > MaxTokenId)
+        // An added token whose text is already in the vocabulary under another id keeps that vocabulary entry, so the
+        // size must count the added ids too.
+        int maxId = vocab.Values.Concat(added.Values).DefaultIfEmpty(-1).Max();
+        if (maxId > MaxTokenId)
             throw new SharpLensException($"{source}: token id {maxId} is too large (ids must be below {MaxTokenId + 1}); the file is damaged.");
-        VocabSize = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
+        VocabSize = maxId + 1;
         _tokenText = new string?[VocabSize];
         foreach (var (text, id) in vocab)
             if (id >= 0) _tokenText[id] = text;

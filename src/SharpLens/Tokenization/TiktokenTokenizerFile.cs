@@ -86,7 +86,11 @@ public sealed class TiktokenTokenizerFile : ITokenizer
         var config = TokenizerConfigFiles.Read(folder);
         var specials = Llama3SpecialTokens();
         foreach (var (id, content) in config.AddedDecoder)
+        {
+            if (id >= Llama3Ranks + specials.Length)
+                throw new SharpLensException($"{Path.Combine(folder, "tokenizer_config.json")}: names added token id {id}, but Llama 3's ids end at {Llama3Ranks + specials.Length - 1}.");
             if (id >= Llama3Ranks) specials[id - Llama3Ranks] = content;   // a config's own names win over Meta's
+        }
         var specialIds = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < specials.Length; i++) specialIds[specials[i]] = Llama3Ranks + i;
 

@@ -45,7 +45,11 @@ internal sealed class TokenizerConfigFiles
             if (Json.Str(r, "tokenizer_class") is { } cls) c.TokenizerClass = cls;
             if (r.TryGetProperty("added_tokens_decoder", out var ad) && ad.ValueKind == JsonValueKind.Object)
                 foreach (var p in ad.EnumerateObject())
-                    if (int.TryParse(p.Name, out int id) && Json.Str(p.Value, "content") is { } content) c.AddedDecoder.Add((id, content));
+                {
+                    if (!int.TryParse(p.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id))
+                        throw new SharpLensException($"{path}: added_tokens_decoder key \"{(p.Name.Length > 40 ? p.Name[..40] + "…" : p.Name)}\" is not a token id (a non-negative integer).");
+                    if (Json.Str(p.Value, "content") is { } content) c.AddedDecoder.Add((id, content));
+                }
         }
         return c;
     }

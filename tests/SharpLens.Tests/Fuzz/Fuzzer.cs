@@ -10,29 +10,34 @@ namespace SharpLens.Tests.Fuzz;
 /// </summary>
 internal static class Fuzzer
 {
-    /// <summary>Time per format after which a run may stop (the suite must stay fast on a loaded 2-core machine).</summary>
-    public static readonly TimeSpan Budget = TimeSpan.FromSeconds(2);
-    /// <summary>Damaged inputs every run tries whatever the time.</summary>
-    public const int MinIterations = 150;
+    /// <summary>
+    /// Multiplies every run's iteration count (environment <c>SHARPLENS_FUZZ_SCALE</c>, default 1): a deep local search
+    /// runs e.g. 20× longer. CI never sets it, so every run tries exactly the same inputs.
+    /// </summary>
+    private static readonly double Scale = double.TryParse(Environment.GetEnvironmentVariable("SHARPLENS_FUZZ_SCALE"),
+        System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 1;
+    /// <summary>Added to every seed (environment <c>SHARPLENS_FUZZ_SEED</c>, default 0) to explore other sequences.</summary>
+    private static readonly int SeedOffset = int.TryParse(Environment.GetEnvironmentVariable("SHARPLENS_FUZZ_SEED"), out var o) ? o : 0;
 
     /// <param name="format">Name of the format in messages.</param>
     /// <param name="seed">Seed of the mutator: the same seed replays the same inputs.</param>
     /// <param name="iterations">
-    /// Most damaged inputs to try. The run stops early once <see cref="Budget"/> has passed and at least
-    /// <see cref="MinIterations"/> were tried, so a loaded machine runs a shorter prefix of the same sequence.
+    /// Damaged inputs to try, all of them: the count is fixed rather than time-bounded so a fast machine and a slow one
+    /// feed the same inputs (a time budget let a faster CI machine reach inputs no local run had tried).
     /// </param>
     /// <param name="arrange">Writes one damaged input; returns what was done and the file name every error must mention.</param>
     /// <param name="act">Reads the input the way SharpLens does.</param>
     /// <param name="output">Where the summary goes.</param>
-    /// <param name="minIterations">Damaged inputs tried whatever the time (lower for slow readers).</param>
     public static void Run(string format, int seed, int iterations, Func<Mutator, (string What, string File)> arrange, Action act,
-        ITestOutputHelper? output = null, int minIterations = MinIterations)
+        ITestOutputHelper? output = null)
     {
+        seed += SeedOffset;
+        iterations = (int)Math.Ceiling(iterations * Scale);
         var m = new Mutator(seed);
         var failures = new List<string>();
         int ok = 0, rejected = 0, tried = 0;
         var clock = Stopwatch.StartNew();
-        for (int i = 0; i < iterations && (i < minIterations || clock.Elapsed < Budget); i++, tried++)
+        for (int i = 0; i < iterations; i++, tried++)
         {
             var (what, file) = arrange(m);
             try

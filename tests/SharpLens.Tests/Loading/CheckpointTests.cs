@@ -25,6 +25,21 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void ConfigWithMoreLayersThanTheWeightsSaysSo()
+    {
+        // Found by the config.json fuzzer on a fast CI machine: the error named only the missing tensor.
+        File.Copy(Path.Combine(Golden.Dir, "model.safetensors"), P("model.safetensors"));
+        var cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Golden.Dir, "config.json")))!;
+        int layers = cfg["n_layer"]!.GetValue<int>();
+        cfg["n_layer"] = layers + 3;
+        File.WriteAllText(P("config.json"), cfg.ToJsonString());
+        var e = Assert.Throws<SharpLensException>(() => SharpLens.Model.HookedTransformer.FromFolder(_dir, ProcessingOptions.None, "t").Dispose());
+        Assert.Contains($"missing tensor 'h.{layers}.ln_1.weight'", e.Message);
+        Assert.Contains($"The checkpoint has {layers} layer(s); config.json asks for at least {layers + 1}.", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
     public void PrefersSafetensorsOverBin()
     {
         using var scope = NewDisposeScope();

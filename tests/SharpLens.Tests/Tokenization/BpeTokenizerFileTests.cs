@@ -183,4 +183,38 @@ public sealed class BpeTokenizerFileTests : IDisposable
         File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), tj.ToJsonString());
         Assert.Equal([2], Load(_temp).Encode("ab"));
     }
+
+    private static JsonObject TinyBpe() => new()
+    {
+        ["model"] = new JsonObject
+        {
+            ["type"] = "BPE",
+            ["vocab"] = new JsonObject { ["a"] = 0, ["b"] = 1, ["ab"] = 2 },
+            ["merges"] = new JsonArray("a b"),
+        },
+        ["pre_tokenizer"] = JsonNode.Parse("""{"type": "ByteLevel", "add_prefix_space": false}"""),
+    };
+
+    [Fact]
+    public void AddedTokenWithAVocabularyTextAndAHigherIdLoads()
+    {
+        // Found by fuzzing: the vocabulary size was taken from the vocabulary alone, so an added token re-using the
+        // text "ab" under id 7 indexed past the id table (IndexOutOfRangeException).
+        var tj = TinyBpe();
+        tj["added_tokens"] = JsonNode.Parse("""[{"id": 7, "content": "ab", "special": true}]""");
+        File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), tj.ToJsonString());
+        var t = Load(_temp);
+        Assert.Equal("ab", t.Decode([7]));
+        Assert.Equal([7], t.Encode("ab"));   // added tokens are matched before BPE, as in Hugging Face
+    }
+
+    [Fact]
+    public void NegativeAddedTokensDecoderIdIsAClearError()
+    {
+        File.WriteAllText(Path.Combine(_temp, "tokenizer.json"), TinyBpe().ToJsonString());
+        File.WriteAllText(Path.Combine(_temp, "tokenizer_config.json"), """{"added_tokens_decoder": {"-3": {"content": "<x>"}}}""");
+        var e = Assert.Throws<SharpLensException>(() => Load(_temp));
+        Assert.Contains("tokenizer_config.json", e.Message);
+        Assert.Contains("\"-3\"", e.Message);
+    }
 }

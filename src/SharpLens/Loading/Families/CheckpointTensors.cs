@@ -17,13 +17,31 @@ public sealed class CheckpointTensors(IReadOnlyDictionary<string, Tensor> tensor
     public Tensor Get(string name, params long[] shape)
     {
         if (!tensors.TryGetValue(name, out var t))
-            throw new SharpLensException($"{family} checkpoint is missing tensor '{name}'." + NameSuggestions.DidYouMean(name, tensors.Keys));
+            throw new SharpLensException($"{family} checkpoint is missing tensor '{name}'." + LayerHint(name) +
+                NameSuggestions.DidYouMean(name, tensors.Keys) + " Is config.json the one that belongs to these weights?");
         _used.Add(name);
         if (!t.shape.SequenceEqual(shape))
             throw new SharpLensException($"{family} checkpoint tensor '{name}' has shape {TensorExtensions.ShapeText(t.shape)}, " +
                 $"expected {TensorExtensions.ShapeText(shape)} from config.json.");
         return t;
     }
+
+    /// <summary>
+    /// When the missing name is a layer's tensor and the checkpoint's layers stop earlier, says so: the usual cause is a
+    /// config.json with more layers than the weights.
+    /// </summary>
+    private string LayerHint(string name)
+    {
+        var m = LayerIndex.Match(name);
+        if (!m.Success) return "";
+        int wanted = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        int layers = tensors.Keys.Select(k => LayerIndex.Match(k)).Where(x => x.Success && x.Groups[1].Value.Length < 9)
+            .Select(x => int.Parse(x.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1).DefaultIfEmpty(0).Max();
+        return wanted >= layers ? $" The checkpoint has {layers} layer(s); config.json asks for at least {wanted + 1}." : "";
+    }
+
+    private static readonly System.Text.RegularExpressions.Regex LayerIndex = new(@"(?:^|\.)(?:h|layers|blocks|layer)\.(\d{1,8})\.",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary>Marks a tensor as deliberately ignored (e.g. a tied head).</summary>
     public void Ignore(string name) => _used.Add(name);
