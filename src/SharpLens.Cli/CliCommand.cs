@@ -43,14 +43,8 @@ internal abstract class CliCommand : ICliCommand
     internal Command Definition => _definition.Value;
 
     /// <inheritdoc/>
-    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
-    {
-        var bound = args.BindTo(Definition);
-        // An async method: the flag flows into the command's work and is restored for the caller when it returns.
-        ModelLoading.NoWeightsCache.Value = Symbols.OfType<Option>().Any(o => o.Name == "--" + ModelLoading.NoWeightsCacheName)
-            && bound.Flag(ModelLoading.NoWeightsCacheName);
-        return await ExecuteAsync(bound, stdout, stderr).ConfigureAwait(false);
-    }
+    public async Task<int> RunAsync(CliArgs args, TextWriter stdout, TextWriter stderr) =>
+        await ExecuteAsync(args.BindTo(Definition), stdout, stderr).ConfigureAwait(false);
 
     /// <summary>The command's work, on parsed arguments.</summary>
     protected abstract Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr);

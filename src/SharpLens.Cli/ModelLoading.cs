@@ -47,19 +47,21 @@ internal static class ModelLoading
     /// <summary>The flag's name, without dashes.</summary>
     public const string NoWeightsCacheName = "no-weights-cache";
 
-    /// <summary>
-    /// Whether the running command gave <c>--no-weights-cache</c>. Set by <see cref="CliCommand"/> for the command's
-    /// asynchronous flow only, so commands run in-process side by side (tests) do not see each other's flag.
-    /// </summary>
-    public static readonly AsyncLocal<bool> NoWeightsCache = new();
+    /// <summary>False when the command gave <c>--no-weights-cache</c> (the command must declare the flag).</summary>
+    public static bool UseWeightsCache(CliArgs args) => !args.Flag(NoWeightsCacheName);
 
+    /// <summary>Loads the model (see <see cref="LoadWithFolder"/>).</summary>
     public static HookedTransformer Load(string nameOrPath, TextWriter stderr, bool process = true, string revision = "main",
-        ScalarType dtype = ScalarType.Float32) =>
-        LoadWithFolder(nameOrPath, stderr, process, revision, dtype).Model;
+        ScalarType dtype = ScalarType.Float32, bool useWeightsCache = true) =>
+        LoadWithFolder(nameOrPath, stderr, process, revision, dtype, useWeightsCache).Model;
 
-    /// <summary>Loads the model and also returns the checkpoint folder it came from (a local folder or a Hub snapshot).</summary>
+    /// <summary>
+    /// Loads the model and also returns the checkpoint folder it came from (a local folder or a Hub snapshot).
+    /// <paramref name="useWeightsCache"/> false bypasses the processed-weights cache (<c>--no-weights-cache</c>);
+    /// <c>SHARPLENS_WEIGHTS_CACHE=0</c> bypasses it either way.
+    /// </summary>
     public static (HookedTransformer Model, string Folder) LoadWithFolder(string nameOrPath, TextWriter stderr, bool process = true,
-        string revision = "main", ScalarType dtype = ScalarType.Float32)
+        string revision = "main", ScalarType dtype = ScalarType.Float32, bool useWeightsCache = true)
     {
         string folder = nameOrPath, name = Path.GetFileName(Path.TrimEndingDirectorySeparator(nameOrPath));
         if (Directory.Exists(nameOrPath))
@@ -75,7 +77,7 @@ internal static class ModelLoading
         }
         var sw = Stopwatch.StartNew();
         var model = HookedTransformer.FromFolder(folder, process ? ProcessingOptions.Default : ProcessingOptions.None, name, dtype,
-            useWeightsCache: !NoWeightsCache.Value);
+            useWeightsCache);
         stderr.WriteLine($"[sharplens] loaded {model.Config.ModelName} ({model.Config.NLayers} layers, d_model {model.Config.DModel}, " +
             $"{model.Config.NHeads} heads, {ModelDtype.Name(model.Dtype)}) in {sw.Elapsed.TotalSeconds:F2} s{CacheNote(model.WeightsCacheUse)}");
         foreach (var w in model.LoadWarnings) stderr.WriteLine($"[sharplens] warning: {w}");

@@ -48,7 +48,8 @@ internal sealed class AttributeCommand : CliCommand
         var answerIds = RunCommand.ReadTokensFile(answersFile);
         if (answerIds[0].Length != 2) throw new SharpLensException($"{answersFile}: each entry must be [correct_id, incorrect_id].");
 
-        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype,
+            useWeightsCache: ModelLoading.UseWeightsCache(args));
         using var scope = NewDisposeScope();
         var tokens = tokensFile is not null
             ? RunCommand.ReadTokensFile(tokensFile) is var ids ? tensor(ids.SelectMany(r => r).ToArray(), [ids.Length, ids[0].Length], ScalarType.Int64) : null!

@@ -51,7 +51,8 @@ internal sealed class GenerateCommand : CliCommand
         args.RejectUnknown();
         if ((prompt is null) == (ids is null)) throw new CliUsageException("give exactly one of --prompt or --tokens.");
 
-        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype,
+            useWeightsCache: ModelLoading.UseWeightsCache(args));
         using var scope = NewDisposeScope();
         Tensor input;
         if (prompt is not null) input = model.ToTokens(prompt).Tokens;

@@ -52,7 +52,8 @@ internal sealed class PatchCommand : CliCommand
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
         AtomicFile.RequireFolders(json, report);
-        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype);
+        using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype,
+            useWeightsCache: ModelLoading.UseWeightsCache(args));
         var cleanPrompts = DlaInput.FromFile(model, clean);
         var corruptedPrompts = ReadPairs(model, clean, cleanPrompts, corrupted);
 

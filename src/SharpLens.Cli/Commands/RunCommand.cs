@@ -85,7 +85,8 @@ internal sealed class RunCommand : CliCommand
         long[][]? ids = tokensFile is null ? null : ReadTokensFile(tokensFile);
         AtomicFile.RequireFolders(outPath);
 
-        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype);
+        using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype,
+            ModelLoading.UseWeightsCache(args));
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
         try
         {

@@ -37,7 +37,7 @@ internal sealed class SaeCommand : CliCommand
     {
         var o = new SaeOptions(args.Required("model"), args.Required("sae"), args.Option("sae-hook"), args.Options("prompt"), args.Option("tokens-file"),
             args.Option("answers"), args.Int("top-k", 10, min: 1), args.Option("json"), args.Option("report"), args.Flag("no-bos"),
-            ModelLoading.Revision(args), ModelLoading.Dtype(args));
+            ModelLoading.Revision(args), ModelLoading.Dtype(args), ModelLoading.UseWeightsCache(args));
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
         if ((o.TokensFile is null) == (o.Prompts.Count == 0))

@@ -7,7 +7,7 @@ namespace SharpLens.Cli.Dla;
 
 /// <summary>Options shared by <c>sharplens ioi</c> and <c>sharplens dla</c>.</summary>
 internal sealed record DlaOptions(string Model, string? ReportPath, string? JsonPath, int TopK, int PatternPrompt, string Revision = "main",
-    ScalarType Dtype = ScalarType.Float32);
+    ScalarType Dtype = ScalarType.Float32, bool UseWeightsCache = true);
 
 /// <summary>Runs the DLA analysis end to end: load, tokenize, analyse, print, then write JSON and report.</summary>
 internal static class DlaSession
@@ -17,7 +17,7 @@ internal static class DlaSession
         // Validate output folders before the (possibly long) run, so a typo costs nothing.
         AtomicFile.RequireFolders(o.ReportPath, o.JsonPath);
 
-        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);
+        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype, useWeightsCache: o.UseWeightsCache);
         var prompts = readPrompts(model);
         if (o.PatternPrompt < 0 || o.PatternPrompt >= prompts.Count)
             throw new SharpLensException($"--pattern-prompt {o.PatternPrompt} is out of range: there are {prompts.Count} prompts (0..{prompts.Count - 1}).");

@@ -12,7 +12,8 @@ namespace SharpLens.Cli.SaeCli;
 
 /// <summary>Options of <c>sharplens sae</c>.</summary>
 internal sealed record SaeOptions(string Model, string Sae, string? SaeHook, IReadOnlyList<string> Prompts, string? TokensFile, string? AnswersFile,
-    int TopK, string? JsonPath, string? ReportPath, bool NoBos, string Revision = "main", ScalarType Dtype = ScalarType.Float32);
+    int TopK, string? JsonPath, string? ReportPath, bool NoBos, string Revision = "main", ScalarType Dtype = ScalarType.Float32,
+    bool UseWeightsCache = true);
 
 /// <summary>One feature of a token: id and activation.</summary>
 internal sealed record FeatureAct(int Id, float Activation);
@@ -32,7 +33,7 @@ internal static class SaeSession
         AtomicFile.RequireFolders(o.ReportPath, o.JsonPath); // before the (possibly long) run
         long[][]? ids = o.TokensFile is null ? null : RunCommand.ReadTokensFile(o.TokensFile);
 
-        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype);
+        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype, useWeightsCache: o.UseWeightsCache);
         using var sae = SaeLoading.Load([o.Sae], o.SaeHook is null ? [] : [o.SaeHook], stderr)[0];
         model.AddSae(sae); // validates the hook and width before any work
         model.ResetSaes();

@@ -47,4 +47,38 @@ public sealed class WeightsCacheCliTests
         Assert.Equal(a.Names, c.Names);
         foreach (var n in a.Names) Assert.True(a.Read(n).equal(c.Read(n)).all().item<bool>(), n);
     }
+
+    /// <summary>
+    /// The flag is a parameter of the load, not ambient state: runs with and without it, side by side in one process on
+    /// the same checkpoint, each get their own setting (the flagged ones never touch the cache, the others always do).
+    /// </summary>
+    [Fact]
+    public async Task ConcurrentInProcessRunsWithDifferentSettingsDoNotInterfere()
+    {
+        string dir = CliTestHelper.TempDir();
+        try
+        {
+            string model = Path.Combine(dir, "model");
+            Directory.CreateDirectory(model);
+            foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Golden.Dir, f), Path.Combine(model, f));
+            string tokens = Path.Combine(dir, "tokens.json");
+            File.WriteAllText(tokens, "[[1, 2, 3, 4]]");
+            using var start = new Barrier(6);
+            var runs = Enumerable.Range(0, 6).Select(i => Task.Run(() =>
+            {
+                string[] argv = ["run", "--model", model, "--tokens-file", tokens, "--names", "hook_embed", "--out", Path.Combine(dir, $"{i}.safetensors"),
+                    .. i % 2 == 0 ? new[] { "--no-weights-cache" } : []];
+                start.SignalAndWait();
+                var (code, _, err) = CliTestHelper.Run(argv);
+                return (Bypass: i % 2 == 0, code, err);
+            })).ToArray();
+            foreach (var (bypass, code, err) in await Task.WhenAll(runs))
+            {
+                Assert.True(code == 0, err);
+                if (bypass) Assert.DoesNotContain("weights cache", err);
+                else Assert.Matches(@"\(processed weights (written to|from) the weights cache\)", err);
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
