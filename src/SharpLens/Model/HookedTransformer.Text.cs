@@ -1,3 +1,4 @@
+using SharpLens.Analysis;
 using SharpLens.Cache;
 using SharpLens.Hooks;
 using SharpLens.Tokenization;
@@ -51,16 +52,60 @@ public sealed partial class HookedTransformer
     /// <summary>Logits [1, pos, d_vocab] for one text.</summary>
     public Tensor Forward(string text) => Forward([text]);
 
-    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?)"/> for text input.</summary>
-    public (Tensor Logits, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, Func<string, bool>? namesFilter = null, bool removeBatchDim = false)
+    /// <summary>
+    /// <see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?, Slice, ScalarType?)"/>
+    /// for text input (tokenized with BOS, right-padded; padding is masked), with the same options.
+    /// </summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, Func<string, bool>? namesFilter = null,
+        bool removeBatchDim = false, bool includeBackward = false, Func<Tensor, Tensor>? metric = null, Slice posSlice = default,
+        ScalarType? cacheDtype = null)
     {
         using var batch = ToTokens(texts);
-        return RunWithCache(batch.Tokens, namesFilter, removeBatchDim, batch.AttentionMask);
+        return RunWithCache(batch.Tokens, namesFilter, removeBatchDim, batch.AttentionMask, includeBackward, metric, posSlice, cacheDtype);
     }
 
-    /// <summary><see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?)"/> for one text.</summary>
-    public (Tensor Logits, ActivationCache Cache) RunWithCache(string text, Func<string, bool>? namesFilter = null, bool removeBatchDim = false) =>
-        RunWithCache([text], namesFilter, removeBatchDim);
+    /// <summary>Text-input run with cache (binary-compatible form; see the overload with <c>posSlice</c>).</summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, Func<string, bool>? namesFilter, bool removeBatchDim) =>
+        RunWithCache(texts, namesFilter, removeBatchDim, false, null, default, null);
+
+    /// <summary>
+    /// <see cref="RunWithCache(Tensor, Func{string, bool}?, bool, Tensor?, bool, Func{Tensor, Tensor}?, Slice, ScalarType?)"/>
+    /// for one text, with the same options.
+    /// </summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(string text, Func<string, bool>? namesFilter = null, bool removeBatchDim = false,
+        bool includeBackward = false, Func<Tensor, Tensor>? metric = null, Slice posSlice = default, ScalarType? cacheDtype = null) =>
+        RunWithCache([text], namesFilter, removeBatchDim, includeBackward, metric, posSlice, cacheDtype);
+
+    /// <summary>One-text run with cache (binary-compatible form; see the overload with <c>posSlice</c>).</summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(string text, Func<string, bool>? namesFilter, bool removeBatchDim) =>
+        RunWithCache([text], namesFilter, removeBatchDim, false, null, default, null);
+
+    /// <summary>
+    /// <see cref="RunWithCache(Tensor, int, Func{string, bool}?, Slice, ScalarType?, bool, Tensor?)"/> for text input:
+    /// runs and caches only blocks before <paramref name="stopAtLayer"/> and returns the residual stream entering it.
+    /// </summary>
+    public (Tensor Residual, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, int stopAtLayer, Func<string, bool>? namesFilter = null,
+        Slice posSlice = default, ScalarType? cacheDtype = null, bool removeBatchDim = false)
+    {
+        using var batch = ToTokens(texts);
+        return RunWithCache(batch.Tokens, stopAtLayer, namesFilter, posSlice, cacheDtype, removeBatchDim, batch.AttentionMask);
+    }
+
+    /// <summary><see cref="RunWithCache(IReadOnlyList{string}, int, Func{string, bool}?, Slice, ScalarType?, bool)"/> for one text.</summary>
+    public (Tensor Residual, ActivationCache Cache) RunWithCache(string text, int stopAtLayer, Func<string, bool>? namesFilter = null,
+        Slice posSlice = default, ScalarType? cacheDtype = null, bool removeBatchDim = false) =>
+        RunWithCache([text], stopAtLayer, namesFilter, posSlice, cacheDtype, removeBatchDim);
+
+    /// <summary>
+    /// <see cref="RunWithCache(Tensor, IEnumerable{string}, bool, Tensor?, bool, Func{Tensor, Tensor}?, Slice, ScalarType?)"/>
+    /// for text input: caches exactly the named hook points; unknown names fail with the closest valid names.
+    /// </summary>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(IReadOnlyList<string> texts, IEnumerable<string> names, bool removeBatchDim = false,
+        bool includeBackward = false, Func<Tensor, Tensor>? metric = null, Slice posSlice = default, ScalarType? cacheDtype = null)
+    {
+        using var batch = ToTokens(texts);
+        return RunWithCache(batch.Tokens, names, removeBatchDim, batch.AttentionMask, includeBackward, metric, posSlice, cacheDtype);
+    }
 
     /// <summary><see cref="RunWithHooks(Tensor, IEnumerable{Hook}, bool, Tensor?, Func{Tensor, Tensor}?)"/> for text input.</summary>
     public Tensor RunWithHooks(IReadOnlyList<string> texts, IEnumerable<Hook> hooks, bool resetHooksEnd = true)
