@@ -26,8 +26,11 @@ public sealed class HookPoint
     /// <summary>The TransformerLens hook name.</summary>
     public string Name { get; }
 
-    /// <summary>Whether any hook (forward or backward) is attached.</summary>
-    public bool HasHooks => _hooks.Count + _backwardHooks.Count > 0;
+    /// <summary>
+    /// Whether any hook (forward or backward) is attached — or the streaming shape pass is observing this thread's
+    /// forward, so components that skip unobserved intermediates (fused attention) fire every hook point for it.
+    /// </summary>
+    public bool HasHooks => _hooks.Count + _backwardHooks.Count > 0 || HookProbe.Current is not null;
 
     /// <summary>Number of attached hooks (forward and backward, temporary and permanent).</summary>
     public int HookCount => _hooks.Count + _backwardHooks.Count;
@@ -56,7 +59,9 @@ public sealed class HookPoint
         }
         else
         {
-            if (_hooks.Count > 0) activation = RunHooks(_hooks, activation, "activation");
+            // A probe (the streaming shape pass) only observes: attached hooks must not see its forwards.
+            if (HookProbe.Current is { } probe) probe(this, activation);
+            else if (_hooks.Count > 0) activation = RunHooks(_hooks, activation, "activation");
             if (GradientRun.Active) activation = GradientRun.Track(activation, _backwardHooks.Count > 0 ? this : null);
         }
         foreach (var p in _after) activation = p.Apply(activation);

@@ -1,5 +1,6 @@
 using SharpLens.Analysis;
 using SharpLens.Cache;
+using SharpLens.Hooks;
 using SharpLens.Loading;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,7 +26,7 @@ public sealed partial class HookedTransformer
     /// writes for <c>[logits, tokens, ..cache]</c> of the same in-memory run. The header comes first in the file, so
     /// its names, dtypes and shapes are worked out before the run by a shape pass: the model runs on three tiny batches
     /// ([1, 2], [2, 2], [1, 3] token ids 0) to learn which hooks fire and which axes follow the batch and the
-    /// positions. Hooks attached to the model see those passes too. Every activation of the real run is checked
+    /// positions; the hooks attached to the model do not see those passes. Every activation of the real run is checked
     /// against its header entry. The file is written under a temporary name and renamed at the end: an exception or
     /// an interrupt leaves no file. Gradients are not streamed (the autograd graph keeps every activation anyway: use
     /// the in-memory RunWithCache with includeBackward).
@@ -131,21 +132,17 @@ public sealed partial class HookedTransformer
         long p0 = Config.NCtx >= 3 ? 2 : 1;
         (long B, long P)[] sizes = [(1, p0), (2, p0), (1, p0 + 1)];
         var runs = new List<List<(string Name, ScalarType Dtype, long[] Shape)>>();
+        var observed = _hookPoints.Where(hp => namesFilter is null || namesFilter(hp.Name)).ToHashSet();
         foreach (var (b, p) in sizes)
         {
             var seen = new List<(string, ScalarType, long[])>();
-            var regs = _hookPoints.Where(hp => namesFilter is null || namesFilter(hp.Name))
-                .Select(hp => (IDisposable)hp.Add((act, point) => { seen.Add((point.Name, act.dtype, act.shape)); return null; }, permanent: false)).ToList();
-            try
+            // A probe, not hooks: the user's hooks (and SAE hook points' hooks) must not see these tiny forwards.
+            using (HookProbe.Begin((point, act) => { if (observed.Contains(point)) seen.Add((point.Name, act.dtype, act.shape)); }))
             {
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
                 var output = ForwardCore(zeros([b, p], ScalarType.Int64), withMask ? ones([b, p], ScalarType.Int64) : null, null, range, scope);
                 seen.Add(("", output.dtype, output.shape));
-            }
-            finally
-            {
-                foreach (var r in regs) r.Dispose();
             }
             runs.Add(seen);
         }

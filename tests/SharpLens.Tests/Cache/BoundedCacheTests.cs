@@ -2,6 +2,7 @@ using SharpLens.Analysis;
 using SharpLens.Cache;
 using SharpLens.Loading;
 using SharpLens.Model;
+using SharpLens.Sae;
 using SharpLens.Tests.Families;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -222,6 +223,43 @@ public sealed class BoundedCacheTests
             Assert.Empty(Directory.GetFileSystemEntries(dir));
             Assert.Contains("matches no hook point", Assert.Throws<SharpLensException>(() => model.RunWithCacheToFile(tokens, path, n => n == "nope")).Message);
             Assert.Empty(Directory.GetFileSystemEntries(dir));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>
+    /// The shape pass is invisible to attached hooks: a counting hook on every hook point (and on a spliced SAE's hook
+    /// points, with an error term) fires exactly once per point for each real streamed forward, and sees only the real batch.
+    /// </summary>
+    [Fact]
+    public void AttachedHooksSeeOnlyTheRealForward()
+    {
+        using var model = SharpLens.Tests.Sae.SaeGolden.Model();
+        using var sae = SharpLens.Tests.Sae.SaeGolden.Load(SharpLens.Tests.Sae.SaeGolden.Saes[0]);
+        model.AddSae(sae, useErrorTerm: true);
+        using var scope = NewDisposeScope();
+        var tokens = Golden.Tokens;
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        var batches = new HashSet<long>();
+        string dir = Directory.CreateTempSubdirectory("sharplens-stream-").FullName;
+        try
+        {
+            using (model.AddHook(_ => true, (act, point) =>
+            {
+                counts[point.Name] = counts.GetValueOrDefault(point.Name) + 1;
+                batches.Add(act.shape[0]);
+                return null;
+            }))
+            {
+                var summary = model.RunWithCacheToFile(tokens, Path.Combine(dir, "a.safetensors"));
+                Assert.Contains(summary.ActivationNames, n => n.Contains("hook_sae", StringComparison.Ordinal));
+                Assert.Equal(summary.ActivationNames.OrderBy(n => n, StringComparer.Ordinal), counts.Keys.OrderBy(n => n, StringComparer.Ordinal));
+                Assert.All(counts, kv => Assert.True(kv.Value == 1, $"{kv.Key} fired {kv.Value} times"));
+                model.RunWithCacheToFile(tokens, Path.Combine(dir, "b.safetensors"), n => n.StartsWith("blocks.0.", StringComparison.Ordinal), stopAtLayer: 1);
+                Assert.All(counts.Where(kv => kv.Key.StartsWith("blocks.0.", StringComparison.Ordinal) || kv.Key == "hook_embed"),
+                    kv => Assert.True(kv.Value == 2, $"{kv.Key} fired {kv.Value} times after two streamed runs"));
+            }
+            Assert.Equal(new HashSet<long> { tokens.shape[0] }, batches);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
