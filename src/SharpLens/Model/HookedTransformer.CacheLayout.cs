@@ -11,7 +11,8 @@ public sealed partial class HookedTransformer
     /// The parameters as a <see cref="WeightsCache"/> file stores them: TransformerLens names and order, except that each
     /// layer's q/k/v weights and biases are one fused [d_model, (heads + 2·kv)·d_head] matrix <c>blocks.L.attn.W_QKV</c>
     /// and one vector <c>blocks.L.attn.b_QKV</c> (what the forward pass multiplies with), so that loading the file
-    /// back makes W_Q/W_K/W_V views of it instead of copying them into a fused matrix again.
+    /// back makes W_Q/W_K/W_V views of it instead of copying them into a fused matrix again. Layers whose projection is
+    /// not fused get new fused tensors in the caller's dispose scope.
     /// </summary>
     internal List<KeyValuePair<string, Tensor>> CacheLayout()
     {
@@ -19,12 +20,13 @@ public sealed partial class HookedTransformer
         for (int l = 0; l < Config.NLayers; l++)
             foreach (var n in new[] { "W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V" })
                 fusedNames[$"blocks.{l}.attn.{(n.EndsWith('Q') ? n : ParameterLayout.KeyValueName(Config, n))}"] = (l, n[0] == 'W');
+        var fused = _qkvProjections.Select(q => q.FusedWeights()).ToList(); // new tensors (caller's scope) unless the layer is fused
         var list = new List<KeyValuePair<string, Tensor>>();
         foreach (var name in _paramOrder)
         {
             if (!fusedNames.TryGetValue(name, out var f)) list.Add(new(name, _params[name]));
-            else if (name.EndsWith(".W_Q", StringComparison.Ordinal)) list.Add(new($"blocks.{f.Layer}.attn.{FusedWeight}", _attentionWeights[f.Layer].WQkv));
-            else if (name.EndsWith(".b_Q", StringComparison.Ordinal)) list.Add(new($"blocks.{f.Layer}.attn.{FusedBias}", _attentionWeights[f.Layer].BQkv));
+            else if (name.EndsWith(".W_Q", StringComparison.Ordinal)) list.Add(new($"blocks.{f.Layer}.attn.{FusedWeight}", fused[f.Layer].W));
+            else if (name.EndsWith(".b_Q", StringComparison.Ordinal)) list.Add(new($"blocks.{f.Layer}.attn.{FusedBias}", fused[f.Layer].B));
         }
         return list;
     }

@@ -83,7 +83,7 @@ public sealed partial class HookedTransformer
                 {
                     using var scope = NewDisposeScope();
                     var processed = WeightProcessing.ProcessedConfig(cfg, options);
-                    model = new HookedTransformer(processed, FromCacheLayout(processed, file));
+                    model = new HookedTransformer(processed, FromCacheLayout(processed, file), keepViews: true);
                     cacheUse = WeightsCacheUse.Hit;
                 }
                 catch (SharpLensException e)
@@ -95,12 +95,13 @@ public sealed partial class HookedTransformer
         }
         if (model is null)
         {
-            model = LoadCheckpoint(folder, family, cfg, options, process);
+            model = LoadCheckpoint(folder, family, cfg, options, process, mapped: !NeedsConversion(folder, family, process, dtype));
             if (key is not null)
             {
                 cacheUse = WeightsCacheUse.NotWritten;
                 try
                 {
+                    using var layoutScope = NewDisposeScope();
                     if (cache!.Store(key, model.CacheLayout())) cacheUse = WeightsCacheUse.Written;
                     else notes.Add($"weights cache: not written: the model is larger than the cache's size bound of {cache.MaxBytes >> 20} MB (SHARPLENS_WEIGHTS_CACHE_MAX_GB)");
                 }
@@ -127,8 +128,13 @@ public sealed partial class HookedTransformer
         return model;
     }
 
-    /// <summary>Reads the checkpoint, converts it to TransformerLens names and processes it (the path without a cache hit).</summary>
-    private static HookedTransformer LoadCheckpoint(string folder, IModelFamily family, HookedTransformerConfig cfg, ProcessingOptions options, bool process)
+    /// <summary>
+    /// Reads the checkpoint, converts it to TransformerLens names and processes it (the path without a cache hit).
+    /// <paramref name="mapped"/>: the parameters stay views of the mapped safetensors (nothing to convert), so the model
+    /// multiplies with them where they lie (<see cref="Components.QkvProjection"/>) rather than fusing q/k/v into a copy.
+    /// </summary>
+    private static HookedTransformer LoadCheckpoint(string folder, IModelFamily family, HookedTransformerConfig cfg, ProcessingOptions options, bool process,
+        bool mapped)
     {
         HookedTransformer model;
         using (var scope = NewDisposeScope())
@@ -160,7 +166,7 @@ public sealed partial class HookedTransformer
                     sd[name] = c;
                 }
             }
-            model = new HookedTransformer(cfg, sd); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
+            model = new HookedTransformer(cfg, sd, keepViews: mapped); // stores cfg.Dtype; detaches what it keeps; the scope frees the intermediates
         }
         NativeMemory.Trim(); // hand the processing temporaries back to the OS
         return model;

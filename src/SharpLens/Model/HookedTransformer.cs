@@ -38,7 +38,8 @@ public sealed partial class HookedTransformer : IDisposable
     private readonly Dictionary<string, Tensor> _params = new(StringComparer.Ordinal);
     private readonly List<string> _paramOrder = [];
     private readonly List<Tensor> _derived = []; // fused views of parameters, freed with the model
-    private readonly List<AttentionWeights> _attentionWeights = []; // per layer, for the weights cache's fused layout
+    private readonly List<QkvProjection> _qkvProjections = []; // per layer, for the weights cache's fused layout
+    private readonly bool _keepViews;
     private readonly List<HookPoint> _hookPoints = [];
     private readonly Dictionary<string, HookPoint> _hookDict = new(StringComparer.Ordinal);
     private readonly Embed _embed;
@@ -59,8 +60,19 @@ public sealed partial class HookedTransformer : IDisposable
     /// block (norms, attention, positions, MLP, layout) are chosen here from the config, once.
     /// </summary>
     public HookedTransformer(HookedTransformerConfig config, IReadOnlyDictionary<string, Tensor> stateDict)
+        : this(config, stateDict, keepViews: false)
+    {
+    }
+
+    /// <summary>
+    /// <see cref="HookedTransformer(HookedTransformerConfig, IReadOnlyDictionary{string, Tensor})"/>; with
+    /// <paramref name="keepViews"/> (the tensors are views of a mapped checkpoint in the model's dtype) the q/k/v
+    /// projection multiplies them where they lie instead of copying them into one fused matrix.
+    /// </summary>
+    internal HookedTransformer(HookedTransformerConfig config, IReadOnlyDictionary<string, Tensor> stateDict, bool keepViews)
     {
         Config = config;
+        _keepViews = keepViews;
         LoadParameters(stateDict);
 
         _embed = new Embed(_params["embed.W_E"], Hp("hook_embed"));
@@ -106,7 +118,8 @@ public sealed partial class HookedTransformer : IDisposable
             AttnScores = Hp(p + "attn.hook_attn_scores"), Pattern = Hp(p + "attn.hook_pattern"),
             Z = Hp(p + "attn.hook_z"), Result = Hp(p + "attn.hook_result"),
         };
-        var attn = new Attention(cfg, l, AttentionWeightsFor(l), qNorm, kNorm, rotary, attnHooks);
+        var (weights, qkv) = AttentionWeightsFor(l);
+        var attn = new Attention(cfg, l, weights, qkv, qNorm, kNorm, rotary, attnHooks);
         INorm? ln1Post = null, ln2Post = null, ln2 = null;
         IMlp? mlp = null;
         if (cfg.UseNormalizationBeforeAndAfter) ln1Post = Norm(p + "ln1_post", Norms.Weighted(cfg.NormalizationType));
@@ -204,11 +217,14 @@ public sealed partial class HookedTransformer : IDisposable
     }
 
     /// <summary>
-    /// One [d_model, (heads + 2·kv_heads)·d_head] matrix (and one bias vector) for q, k and v so the common path does a
-    /// single GEMM; the TransformerLens-shaped parameters become views into it (no second copy). When they already are
-    /// such views — GPT-2's <c>c_attn</c>, or a weights-cache file — they are used as they are, without copying.
+    /// Layer <paramref name="layer"/>'s attention parameters and the q/k/v projection its forward pass uses. When q, k and v
+    /// already lie in one [q | k | v] storage — GPT-2's <c>c_attn</c>, Phi-3's <c>qkv_proj</c>, a weights-cache file —
+    /// they are used as they are. With <see cref="_keepViews"/> (the parameters are views of a mapped checkpoint that
+    /// needed no conversion) GPT-NeoX's interleaved <c>query_key_value</c> and separate <c>q_proj</c>/<c>k_proj</c>/<c>v_proj</c>
+    /// matrices are multiplied where they are mapped. Otherwise (computed weights) they are copied into one
+    /// [d_model, (heads + 2·kv_heads)·d_head] matrix for a single GEMM, and W_Q/W_K/W_V become views into it (no second copy).
     /// </summary>
-    private AttentionWeights AttentionWeightsFor(int layer)
+    private (AttentionWeights Weights, QkvProjection Qkv) AttentionWeightsFor(int layer)
     {
         string p = $"blocks.{layer}.attn.";
         string wk = ParameterLayout.KeyValueName(Config, "W_K"), wv = ParameterLayout.KeyValueName(Config, "W_V");
@@ -217,56 +233,83 @@ public sealed partial class HookedTransformer : IDisposable
         long[] widths = [h * dh, kv * dh, kv * dh];
         string[] wNames = ["W_Q", wk, wv], bNames = ["b_Q", bk, bv];
         long[] heads = [h, kv, kv];
-        Tensor wFused, bFused;
+        QkvProjection qkv;
         using (var scope = NewDisposeScope())
-        {
-            if (FusedViews(bNames, widths, [dh, 1], 1) is { } bStart)
-            {
-                bFused = Derived(P(p + "b_Q").as_strided([n], [1], bStart));
-            }
-            else
-            {
-                var b = cat(bNames.Select(x => P(p + x).reshape(-1)).ToArray(), 0); // [n] (small)
-                long off = 0;
-                for (int i = 0; i < 3; i++)
-                {
-                    _params[p + bNames[i]].Dispose();
-                    _params[p + bNames[i]] = b.narrow(0, off, widths[i]).view(heads[i], dh).DetachFromDisposeScope();
-                    off += widths[i];
-                }
-                bFused = Derived(b);
-            }
-
-            if (FusedViews(wNames, widths, [dh, n, 1], 1) is { } wStart)
-            {
-                wFused = Derived(P(p + "W_Q").as_strided([d, n], [n, 1], wStart));
-            }
-            else if (FusedViews(wNames, widths, [dh * d, 1, d], d) is { } tStart)
-            {
-                // One nn.Linear [q | k | v, d_model] matrix (Phi-3's qkv_proj): its transpose, a strided view the GEMM takes as is.
-                wFused = Derived(P(p + "W_Q").as_strided([d, n], [1, d], tStart));
-            }
-            else
-            {
-                var w = cat(wNames.Select(x => P(p + x).permute(1, 0, 2).reshape(d, -1)).ToArray(), 1); // [d, n]
-                long off = 0;
-                for (int i = 0; i < 3; i++)
-                {
-                    _params[p + wNames[i]].Dispose();
-                    _params[p + wNames[i]] = w.narrow(1, off, widths[i]).view(d, heads[i], dh).permute(1, 0, 2).DetachFromDisposeScope();
-                    off += widths[i];
-                }
-                wFused = Derived(w);
-            }
-        }
+            qkv = FusedInPlace() ?? (_keepViews ? Interleaved() ?? Separate() : null) ?? FusedCopy();
         var weights = new AttentionWeights(P(p + "W_Q"), P(p + wk), P(p + wv), P(p + "W_O"), P(p + "b_Q"), P(p + bk), P(p + bv), P(p + "b_O"),
-            wFused, bFused, Derived(P(p + "W_O").view(h * dh, d)));
-        _attentionWeights.Add(weights);
-        return weights;
+            Derived(P(p + "W_O").view(h * dh, d)));
+        _qkvProjections.Add(qkv);
+        return (weights, qkv);
 
-        // The storage offset of q when q, k and v have the given strides and follow each other in one storage (q | k | v),
-        // each part sizes[i] · rowElements elements long.
-        long? FusedViews(string[] names, long[] sizes, long[] strides, long rowElements)
+        // q | k | v already adjacent in one storage, row-major [d, n] or as one nn.Linear [n, d] matrix: a strided view.
+        QkvProjection? FusedInPlace()
+        {
+            Tensor w;
+            if (Adjacent(wNames, widths, [dh, n, 1], 1) is { } wStart) w = P(p + "W_Q").as_strided([d, n], [n, 1], wStart);
+            else if (Adjacent(wNames, widths, [dh * d, 1, d], d) is { } tStart) w = P(p + "W_Q").as_strided([d, n], [1, d], tStart);
+            else return null;
+            return QkvProjection.Fused(Derived(w), FusedBias(), h, kv, dh);
+        }
+
+        // GPT-NeoX's query_key_value: rows (head, [q|k|v], d_head) of one [h·3·dh, d] matrix, used transposed.
+        QkvProjection? Interleaved()
+        {
+            if (kv != h || Adjacent(wNames, [dh, dh, dh], [3 * dh * d, 1, d], d) is not { } wStart) return null;
+            var w = P(p + "W_Q").as_strided([d, 3 * h * dh], [1, d], wStart);
+            Tensor b;
+            if (Adjacent(bNames, [1, 1, 1], [3 * dh, 1], dh) is { } bStart) b = P(p + "b_Q").as_strided([3 * h * dh], [1], bStart);
+            else
+            {
+                var stacked = stack(bNames.Select(x => P(p + x)).ToArray(), 1); // [h, 3, dh] (biases the checkpoint lacks: small)
+                for (int i = 0; i < 3; i++) Replace(p + bNames[i], stacked.select(1, i));
+                b = stacked.view(-1);
+            }
+            return QkvProjection.Interleaved(Derived(w), Derived(b), h, dh);
+        }
+
+        // Separate q/k/v matrices a GEMM takes as they are (nn.Linear weights transposed, or row-major [d, heads·dh]).
+        QkvProjection? Separate()
+        {
+            var m = wNames.Select(x => QkvProjection.AsMatrix(P(p + x))).ToArray();
+            if (m.Any(x => x is null)) return null;
+            var b = new Tensor[3];
+            for (int i = 0; i < 3; i++)
+            {
+                if (!P(p + bNames[i]).is_contiguous()) Replace(p + bNames[i], P(p + bNames[i]).contiguous());
+                b[i] = Derived(P(p + bNames[i]).view(-1));
+            }
+            return QkvProjection.Separate(Derived(m[0]!), Derived(m[1]!), Derived(m[2]!), b[0], b[1], b[2], h, kv, dh);
+        }
+
+        QkvProjection FusedCopy()
+        {
+            var w = cat(wNames.Select(x => P(p + x).permute(1, 0, 2).reshape(d, -1)).ToArray(), 1); // [d, n]
+            long off = 0;
+            for (int i = 0; i < 3; i++)
+            {
+                Replace(p + wNames[i], w.narrow(1, off, widths[i]).view(d, heads[i], dh).permute(1, 0, 2));
+                off += widths[i];
+            }
+            return QkvProjection.Fused(Derived(w), FusedBias(), h, kv, dh);
+        }
+
+        // The [n] bias: a view when b_Q | b_K | b_V are adjacent, else one small new vector they become views of.
+        Tensor FusedBias()
+        {
+            if (Adjacent(bNames, widths, [dh, 1], 1) is { } bStart) return Derived(P(p + "b_Q").as_strided([n], [1], bStart));
+            var b = cat(bNames.Select(x => P(p + x).reshape(-1)).ToArray(), 0);
+            long off = 0;
+            for (int i = 0; i < 3; i++)
+            {
+                Replace(p + bNames[i], b.narrow(0, off, widths[i]).view(heads[i], dh));
+                off += widths[i];
+            }
+            return Derived(b);
+        }
+
+        // The storage offset of q when q, k and v have the given strides and follow each other in one storage,
+        // k starting sizes[0] · rowElements elements after q and v sizes[1] · rowElements after k.
+        long? Adjacent(string[] names, long[] sizes, long[] strides, long rowElements)
         {
             var t = names.Select(x => P(p + x)).ToArray();
             if (t.Any(x => !x.stride().SequenceEqual(strides))) return null;
@@ -275,6 +318,16 @@ public sealed partial class HookedTransformer : IDisposable
                 return null;
             return t[0].storage_offset();
         }
+    }
+
+    /// <summary>Each layer's q/k/v projection, as chosen when the model was built.</summary>
+    internal IReadOnlyList<QkvProjection> QkvProjections => _qkvProjections;
+
+    /// <summary>Replaces parameter <paramref name="name"/> by <paramref name="value"/> (a view of a tensor the model now owns).</summary>
+    private void Replace(string name, Tensor value)
+    {
+        _params[name].Dispose();
+        _params[name] = value.DetachFromDisposeScope();
     }
 
     private Tensor Derived(Tensor t)

@@ -96,6 +96,119 @@ public sealed class NoCopyLoadingTests : IDisposable
         Assert.DoesNotContain(copied, n => System.Text.RegularExpressions.Regex.IsMatch(n, @"\._?W_"));
     }
 
+    /// <summary>Whether every element <paramref name="t"/> reaches lies inside one of <paramref name="maps"/>.</summary>
+    private static bool InMapping(Tensor t, List<(ulong Start, ulong End)> maps)
+    {
+        ulong start = (ulong)t.DataAddress();
+        ulong last = start + (ulong)(t.shape.Select((s, i) => (s - 1) * t.stride()[i]).Sum() * t.element_size()) + (ulong)t.element_size();
+        return maps.Any(m => start >= m.Start && last <= m.End);
+    }
+
+    /// <summary>
+    /// Checkpoints with separate q/k/v projections (Llama-style, with and without q/k/v biases, GPT-Neo, OPT, GPT-J, OLMo-2,
+    /// Gemma) and GPT-NeoX's interleaved query_key_value, loaded without processing in the dtype they store: every weight
+    /// matrix — and the matrices the q/k/v projection multiplies with — lies in the checkpoint's mapping. What is not
+    /// mapped is exactly what the checkpoint does not store (zero biases) or what TransformerLens's state dict defines
+    /// differently (Gemma: <c>embed.W_E</c> scaled by √d_model, RMSNorm weights 1 + w — the golden weights hold both).
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("tiny-llama", "separate", "b_", "float32")]
+    [InlineData("tiny-llama", "separate", "b_", "bfloat16")]
+    [InlineData("tiny-mistral", "separate", "b_", "float32")]
+    [InlineData("tiny-qwen2", "separate", "b_O|b_in|b_out|b_U", "float32")]
+    [InlineData("tiny-qwen3", "separate", "b_", "float32")]
+    [InlineData("tiny-olmo2", "separate", "b_", "float32")]
+    [InlineData("tiny-gemma", "separate", @"b_|embed\.W_E|ln1\.w|ln2\.w|ln_final\.w", "float32")]
+    [InlineData("tiny-neo", "separate", "b_Q|b_K|b_V|b_U", "float32")]
+    [InlineData("tiny-gptj", "separate", "b_Q|b_K|b_V|b_O", "float32")]
+    [InlineData("tiny-opt", "separate", "b_U", "float32")]
+    [InlineData("tiny-neox", "interleaved", "b_U", "float32")]
+    [InlineData("tiny-neox", "interleaved", "b_U", "bfloat16")]
+    [InlineData("tiny-phi3", "fused", "b_", "float32")]
+    public void UnprocessedQkvProjectionsUseTheMappedCheckpoint(string fixture, string layout, string copiedPattern, string dtypeName)
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/maps");
+        var dtype = ModelDtype.Parse(dtypeName);
+        string dir = Path.Combine(AppContext.BaseDirectory, "fixtures", fixture);
+        if (dtype != ScalarType.Float32) dir = Converted(dir, dtype);
+        string file = Path.Combine(dir, "model.safetensors");
+        using var model = HookedTransformer.LoadFolder(dir, ProcessingOptions.None, fixture, dtype, cache: null);
+        Assert.Equal(dtype, model.Dtype);
+        Assert.All(model.QkvProjections, p => Assert.Equal(layout, p.Kind));
+        var maps = Mappings(file);
+        Assert.All(model.QkvProjections.SelectMany(p => p.Matrices), m => Assert.True(InMapping(m, maps), "a q/k/v matrix was copied"));
+        var copied = NotMapped(model, file);
+        var pattern = new System.Text.RegularExpressions.Regex($@"(^|\.)_?({copiedPattern})");
+        Assert.Equal(model.ParameterNames.Where(n => pattern.IsMatch(n)), copied);
+    }
+
+    /// <summary>
+    /// The mapped layouts compute what the fused copy computes: logits and q/k/v hooks of an unprocessed load against a
+    /// model built from copies of the same parameters (which fuses q/k/v into one matrix).
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("tiny-llama", "separate")]
+    [InlineData("tiny-qwen2", "separate")]
+    [InlineData("tiny-neox", "interleaved")]
+    public void MappedLayoutsMatchTheFusedCopy(string fixture, string layout)
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "fixtures", fixture);
+        using var mapped = HookedTransformer.LoadFolder(dir, ProcessingOptions.None, fixture, ScalarType.Float32, cache: null);
+        Assert.Equal(layout, mapped.QkvProjections[0].Kind);
+        using var scope = NewDisposeScope();
+        using var copy = new HookedTransformer(mapped.Config, mapped.StateDict.ToDictionary(kv => kv.Key, kv => kv.Value.clone()));
+        Assert.All(copy.QkvProjections, p => Assert.Equal("fused", p.Kind));
+        var tokens = tensor(new long[] { 1, 5, 9, 2, 7, 3, 8, 4, 6, 10, 11, 12 }).view(2, 6);
+        string[] names = [.. Enumerable.Range(0, mapped.Config.NLayers).SelectMany(l => new[] { "q", "k", "v" }.Select(x => $"blocks.{l}.attn.hook_{x}"))];
+        var (l1, c1) = mapped.RunWithCache(tokens, names);
+        var (l2, c2) = copy.RunWithCache(tokens, names);
+        using (c1)
+        using (c2)
+        {
+            Assert.True(l1.allclose(l2, rtol: 1e-5, atol: 1e-5), $"logits differ by {(l1 - l2).abs().max().item<float>()}");
+            foreach (var n in names)
+            {
+                Assert.Equal(c2[n].shape, c1[n].shape);
+                Assert.True(c1[n].allclose(c2[n], rtol: 1e-5, atol: 1e-6), $"{n} differs by {(c1[n] - c2[n]).abs().max().item<float>()}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A model whose q/k/v are not fused still writes the weights cache's fused layout: reading that file back gives the
+    /// same parameters (interleaved NeoX rows reordered to [q | k | v], separate matrices concatenated).
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-llama")]
+    [InlineData("tiny-neox")]
+    public void UnfusedLayoutsRoundTripThroughTheCacheLayout(string fixture)
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "fixtures", fixture);
+        using var model = HookedTransformer.LoadFolder(dir, ProcessingOptions.None, fixture, ScalarType.Float32, cache: null);
+        Assert.NotEqual("fused", model.QkvProjections[0].Kind);
+        string file = Path.Combine(_root, fixture + "-layout.safetensors");
+        using (var scope = NewDisposeScope()) SafetensorsWriter.Write(file, model.CacheLayout());
+        using var f = SafetensorsFile.Open(file);
+        using var scope2 = NewDisposeScope();
+        using var back = new HookedTransformer(model.Config, HookedTransformer.FromCacheLayout(model.Config, f), keepViews: true);
+        Assert.All(back.QkvProjections, p => Assert.Equal("fused", p.Kind));
+        Assert.Equal(model.ParameterNames, back.ParameterNames);
+        Assert.All(model.ParameterNames, n => Assert.True(model.Parameter(n).allclose(back.Parameter(n), rtol: 0, atol: 0), n));
+    }
+
+    /// <summary>A copy of fixture <paramref name="dir"/> with its weights stored in <paramref name="dtype"/>.</summary>
+    private string Converted(string dir, ScalarType dtype)
+    {
+        string target = Path.Combine(_root, Path.GetFileName(dir) + "-" + dtype);
+        Directory.CreateDirectory(target);
+        File.Copy(Path.Combine(dir, "config.json"), Path.Combine(target, "config.json"));
+        using var scope = NewDisposeScope();
+        using var f = SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));
+        SafetensorsWriter.Write(Path.Combine(target, "model.safetensors"),
+            f.Names.Order(StringComparer.Ordinal).Select(n => new KeyValuePair<string, Tensor>(n, f.Read(n).to_type(dtype))));
+        return target;
+    }
+
     [SkippableFact]
     public void CacheHitParametersAreViewsOfTheCacheFileMapping()
     {
@@ -110,6 +223,8 @@ public sealed class NoCopyLoadingTests : IDisposable
             Assert.Equal(WeightsCacheUse.Hit, hit.WeightsCacheUse);
             string file = Directory.GetFiles(cache.Folder, "*.safetensors").OrderByDescending(File.GetLastWriteTimeUtc).First();
             Assert.Empty(NotMapped(hit, file));
+            Assert.All(hit.QkvProjections, p => Assert.Equal("fused", p.Kind)); // the cache stores q/k/v fused: used in place
+            Assert.All(hit.QkvProjections.SelectMany(p => p.Matrices), m => Assert.True(InMapping(m, Mappings(file))));
         }
     }
 

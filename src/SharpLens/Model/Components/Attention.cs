@@ -10,10 +10,9 @@ internal sealed record AttentionHooks(HookPoint Q, HookPoint K, HookPoint V, Hoo
 
 /// <summary>
 /// Parameters of one attention layer (head-major, TransformerLens shapes; keys/values with n_key_value_heads) plus
-/// the fused views the fast path uses: <c>WQkv</c> [d_model, (heads + 2·kv_heads)·d_head] = [q | k | v].
+/// <c>WOFlat</c>, W_O as one [heads·d_head, d_model] matrix (a view).
 /// </summary>
-internal sealed record AttentionWeights(Tensor WQ, Tensor WK, Tensor WV, Tensor WO, Tensor BQ, Tensor BK, Tensor BV, Tensor BO,
-    Tensor WQkv, Tensor BQkv, Tensor WOFlat);
+internal sealed record AttentionWeights(Tensor WQ, Tensor WK, Tensor WV, Tensor WO, Tensor BQ, Tensor BK, Tensor BV, Tensor BO, Tensor WOFlat);
 
 /// <summary>What every attention layer of one forward pass shares.</summary>
 /// <param name="Mask">[batch, past + pos] (1 = real token) or null when nothing is padded.</param>
@@ -33,6 +32,7 @@ internal sealed class Attention
 {
     private readonly HookedTransformerConfig _cfg;
     private readonly AttentionWeights _w;
+    private readonly QkvProjection _qkv;
     private readonly QkNorm? _qNorm, _kNorm;
     private readonly Rotary? _rotary;
     private readonly AttentionHooks _hooks;
@@ -40,9 +40,9 @@ internal sealed class Attention
     private readonly int? _window;       // local layers only
     private readonly double? _softCap;
 
-    public Attention(HookedTransformerConfig cfg, int layer, AttentionWeights weights, QkNorm? qNorm, QkNorm? kNorm, Rotary? rotary, AttentionHooks hooks)
+    public Attention(HookedTransformerConfig cfg, int layer, AttentionWeights weights, QkvProjection qkv, QkNorm? qNorm, QkNorm? kNorm, Rotary? rotary, AttentionHooks hooks)
     {
-        _cfg = cfg; _w = weights; _qNorm = qNorm; _kNorm = kNorm; _rotary = rotary; _hooks = hooks;
+        _cfg = cfg; _w = weights; _qkv = qkv; _qNorm = qNorm; _kNorm = kNorm; _rotary = rotary; _hooks = hooks;
         _scale = (cfg.UseAttnScale ? cfg.AttnScale : 1.0) * (cfg.ScaleAttnByInverseLayerIdx ? layer + 1 : 1);
         _window = cfg.IsLocalLayer(layer) ? cfg.WindowSize : null;
         _softCap = cfg.AttnScoresSoftCap;
@@ -57,17 +57,9 @@ internal sealed class Attention
         int h = _cfg.NHeads, kvh = _cfg.KvHeads, dh = _cfg.DHead;
         Tensor q, k, v;
         if (qIn.dim() == 3 && ReferenceEquals(qIn, kIn) && ReferenceEquals(kIn, vIn))
-        {
-            var qkv = Ops.Affine(qIn, _w.WQkv, _w.BQkv);               // one GEMM for q, k and v
-            long b = qIn.shape[0], p = qIn.shape[1];
-            q = qkv.narrow(-1, 0, h * dh).view(b, p, h, dh);
-            k = qkv.narrow(-1, h * dh, kvh * dh).view(b, p, kvh, dh);
-            v = qkv.narrow(-1, (h + kvh) * dh, kvh * dh).view(b, p, kvh, dh);
-        }
+            (q, k, v) = _qkv.Forward(qIn); // the layout chosen when the model was built
         else
-        {
-            q = Project(qIn, _w.WQ, _w.BQ); k = Project(kIn, _w.WK, _w.BK); v = Project(vIn, _w.WV, _w.BV);
-        }
+            (q, k, v) = (Project(qIn, _w.WQ, _w.BQ), Project(kIn, _w.WK, _w.BK), Project(vIn, _w.WV, _w.BV));
         q = _hooks.Q.Apply(q); k = _hooks.K.Apply(k); v = _hooks.V.Apply(v);
         if (_qNorm is not null) { q = _qNorm.Forward(q); k = _kNorm!.Forward(k); }
         if (kvCache is not null) (k, v) = kvCache.Append(k, v); // cached before rotary, like TransformerLens
