@@ -17,6 +17,7 @@ using System.CommandLine.Help;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using SharpLens.Cli.Commands;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli;
 
@@ -157,12 +158,12 @@ internal static class CliApp
         {
             if (command is RootCommand && !token.StartsWith('-'))
             {
-                yield return $"unknown command '{token}'." + NameSuggestions.DidYouMean(token, command.Subcommands.Select(c => c.Name));
+                yield return $"unknown command {TextEncoding.Excerpt(token)}." + NameSuggestions.DidYouMean(token, command.Subcommands.Select(c => c.Name));
                 yield break; // the words after an unknown command mean nothing
             }
             yield return token.StartsWith('-') && token.Length > 1
                 ? $"unknown option {token}." + NameSuggestions.DidYouMean(token, options)
-                : $"unexpected argument '{token}'.";
+                : $"unexpected argument {TextEncoding.Excerpt(token)}.";
         }
         // The library's own errors, minus its generic wording for the unknown words reported above.
         foreach (var e in result.Errors)

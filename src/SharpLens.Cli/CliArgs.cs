@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli;
 
@@ -68,7 +69,7 @@ internal sealed class CliArgs
         var s = Option(name);
         if (s is null) return defaultValue;
         if (!int.TryParse(s, out int v) || v < min)
-            throw new CliUsageException($"option --{name} must be an integer ≥ {min}, got '{s}'.");
+            throw new CliUsageException($"option --{name} must be an integer ≥ {min}, got {TextEncoding.Excerpt(s)}.");
         return v;
     }
 

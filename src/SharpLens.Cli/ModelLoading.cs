@@ -2,6 +2,7 @@ using System.Diagnostics;
 using SharpLens.Loading;
 using SharpLens.Model;
 using static TorchSharp.torch;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli;
 
@@ -33,7 +34,7 @@ internal static class ModelLoading
         string? s = args.Option("dtype");
         if (s is null) return ScalarType.Float32;
         try { return ModelDtype.Parse(s); }
-        catch (SharpLensException) { throw new CliUsageException($"--dtype '{s}' is not a dtype; allowed: {string.Join(", ", ModelDtype.Names)} (or fp32, bf16, fp16)."); }
+        catch (SharpLensException) { throw new CliUsageException($"--dtype {TextEncoding.Excerpt(s)} is not a dtype; allowed: {string.Join(", ", ModelDtype.Names)} (or fp32, bf16, fp16)."); }
     }
 
     /// <summary>

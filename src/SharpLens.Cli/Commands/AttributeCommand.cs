@@ -7,6 +7,7 @@ using SharpLens.Gradients;
 using SharpLens.Model;
 using SharpLens.Visualization;
 using static TorchSharp.torch;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli.Commands;
 
@@ -43,7 +44,7 @@ internal sealed class AttributeCommand : CliCommand
         args.RejectUnknown();
         if ((prompt is null) == (tokensFile is null)) throw new CliUsageException("give exactly one of --prompt or --tokens-file.");
         if (!int.TryParse(stepsText, NumberStyles.Integer, CultureInfo.InvariantCulture, out int steps) || steps < 1)
-            throw new CliUsageException($"--steps must be a positive integer, got '{stepsText}'.");
+            throw new CliUsageException($"--steps must be a positive integer, got {TextEncoding.Excerpt(stepsText)}.");
         AtomicFile.RequireFolders(json, report);
         var answerIds = RunCommand.ReadTokensFile(answersFile);
         if (answerIds[0].Length != 2) throw new SharpLensException($"{answersFile}: each entry must be [correct_id, incorrect_id].");

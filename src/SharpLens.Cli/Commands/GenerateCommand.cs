@@ -60,7 +60,7 @@ internal sealed class GenerateCommand : CliCommand
         {
             long[] parsed;
             try { parsed = ids!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(long.Parse).ToArray(); }
-            catch (FormatException) { throw new CliUsageException($"--tokens must be comma-separated integers, got '{ids}'."); }
+            catch (FormatException) { throw new CliUsageException($"--tokens must be comma-separated integers, got {TextEncoding.Excerpt(ids!)}."); }
             input = tensor(parsed, [1, parsed.Length]);
         }
         var output = model.Generate(input, o);
@@ -79,6 +79,6 @@ internal sealed class GenerateCommand : CliCommand
         var s = args.Option(name);
         if (s is null) return dflt;
         return double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v)
-            ? v : throw new CliUsageException($"option --{name} must be a number, got '{s}'.");
+            ? v : throw new CliUsageException($"option --{name} must be a number, got {TextEncoding.Excerpt(s)}.");
     }
 }

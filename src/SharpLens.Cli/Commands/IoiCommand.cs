@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SharpLens.Cli.Dla;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli.Commands;
 
@@ -25,7 +26,7 @@ internal sealed class IoiCommand : CliCommand
         var o = new DlaOptions(args.Option("model") ?? "gpt2-small", args.Option("report"), args.Option("json"),
             args.Int("top-k", 10, min: 1), args.Int("pattern-prompt", 0, min: 0), ModelLoading.Revision(args), ModelLoading.Dtype(args), ModelLoading.UseWeightsCache(args));
         args.RejectUnknown();
-        if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
+        if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument {TextEncoding.Excerpt(args.Positionals[0])}.");
         return Task.FromResult(DlaSession.Run(o, DlaInput.Ioi, "Indirect object identification: direct logit attribution", stdout, stderr));
     }
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using SharpLens.Loading;
 using SharpLens.Loading.Hub;
 using Spectre.Console;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli.Commands;
 
@@ -19,7 +20,7 @@ internal sealed class ModelsCommand(Func<HubOptions>? options = null) : CliComma
     protected override Task<int> ExecuteAsync(CliArgs args, TextWriter stdout, TextWriter stderr)
     {
         args.RejectUnknown();
-        if (args.Positionals.Count > 0) throw new CliUsageException($"'models' takes no arguments, got '{args.Positionals[0]}'.");
+        if (args.Positionals.Count > 0) throw new CliUsageException($"'models' takes no arguments, got {TextEncoding.Excerpt(args.Positionals[0])}.");
         string cacheDir = (options ?? HubOptions.FromEnvironment)().CacheDir;
         var console = CliConsole.Create(stdout);
 

@@ -7,6 +7,7 @@ using SharpLens.Model;
 using SharpLens.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli.Commands;
 
@@ -154,7 +155,7 @@ internal sealed class RunCommand : CliCommand
         using (cache)
         {
             if (names is not null && cache.Count == 0)
-                throw new SharpLensException($"--names '{namesPattern}' matches no hook point. Hook names look like 'blocks.0.attn.hook_pattern'.");
+                throw new SharpLensException($"--names {TextEncoding.Excerpt(namesPattern!)} matches no hook point. Hook names look like 'blocks.0.attn.hook_pattern'.");
             var tensors = new List<KeyValuePair<string, Tensor>> { new("logits", logits), new("tokens", tokens) };
             tensors.AddRange(cache);
             metadata["backward"] = "logit-diff";
@@ -172,7 +173,7 @@ internal sealed class RunCommand : CliCommand
             int? stop = null;
             if (args.Option("stop-at-layer") is { } s)
                 stop = int.TryParse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v
-                    : throw new CliUsageException($"option --stop-at-layer must be an integer layer (negative counts from the end), got '{s}'.");
+                    : throw new CliUsageException($"option --stop-at-layer must be an integer layer (negative counts from the end), got {TextEncoding.Excerpt(s)}.");
             string? sliceText = args.Option("pos-slice");
             Slice slice = default;
             if (sliceText is not null)
@@ -187,7 +188,7 @@ internal sealed class RunCommand : CliCommand
                 "float32" => ScalarType.Float32,
                 "bfloat16" => ScalarType.BFloat16,
                 "float16" => ScalarType.Float16,
-                _ => throw new CliUsageException($"option --cache-dtype must be float32, bfloat16 or float16, got '{dtypeName}'."),
+                _ => throw new CliUsageException($"option --cache-dtype must be float32, bfloat16 or float16, got {TextEncoding.Excerpt(dtypeName)}."),
             };
             return new CacheOptions(stop, slice, sliceText, dtype, dtypeName);
         }

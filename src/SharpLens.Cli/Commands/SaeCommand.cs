@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SharpLens.Cli.SaeCli;
+using SharpLens.Tokenization;
 
 namespace SharpLens.Cli.Commands;
 
@@ -39,7 +40,7 @@ internal sealed class SaeCommand : CliCommand
             args.Option("answers"), args.Int("top-k", 10, min: 1), args.Option("json"), args.Option("report"), args.Flag("no-bos"),
             ModelLoading.Revision(args), ModelLoading.Dtype(args), ModelLoading.UseWeightsCache(args));
         args.RejectUnknown();
-        if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument '{args.Positionals[0]}'.");
+        if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument {TextEncoding.Excerpt(args.Positionals[0])}.");
         if ((o.TokensFile is null) == (o.Prompts.Count == 0))
             throw new CliUsageException("give exactly one of --tokens-file or --prompt.");
         return Task.FromResult(SaeSession.Run(o, stdout, stderr));

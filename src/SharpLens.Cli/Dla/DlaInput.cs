@@ -21,7 +21,7 @@ internal static class DlaInput
         foreach (var p in list.Where(p => p.Ids.Length != len))
         {
             var strs = model.ToStrTokens(p.Prompt);
-            throw new SharpLensException($"IOI prompts must all have the same token length ({len}, like the first), but {TextEncoding.Quote(p.Prompt)} has " +
+            throw new SharpLensException($"IOI prompts must all have the same token length ({len}, like the first), but {TextEncoding.Excerpt(p.Prompt)} has " +
                 $"{p.Ids.Length}: [{string.Join(", ", strs.Select(TextEncoding.Quote))}].");
         }
         return list;
@@ -98,9 +98,10 @@ internal static class DlaInput
                 }
                 i++;
             }
-            foreach (var p in result)
-                if (p.Ids.Length > model.Config.NCtx)
-                    throw new SharpLensException($"{path}: prompt {TextEncoding.Quote(p.Prompt)} has {p.Ids.Length} tokens, more than n_ctx = {model.Config.NCtx}.");
+            for (int k = 0; k < result.Count; k++)
+                if (result[k].Ids.Length > model.Config.NCtx)
+                    throw new SharpLensException($"{path}: entry {k} ({TextEncoding.Excerpt(result[k].Prompt)}) has {result[k].Ids.Length} tokens, " +
+                        $"more than n_ctx = {model.Config.NCtx}.");
             return result;
         }
     }

@@ -137,9 +137,13 @@ public static class TextEncoding
     {
         var ids = tokenizer.Encode(text);
         if (ids.Count == 1) return ids[0];
-        string how = ids.Count == 0 ? "no tokens" :
-            $"[{string.Join(", ", ids.Select(id => Quote(tokenizer.DecodeToken(id))))}] (ids {string.Join(", ", ids)})";
-        throw new SharpLensException($"{Quote(text)} is not a single token: it tokenizes to {how}.");
+        // A long text (a whole prompt given as an answer) is shown by its first tokens only.
+        const int shown = 12;
+        string list = string.Join(", ", ids.Take(shown).Select(id => Quote(tokenizer.DecodeToken(id)))), idList = string.Join(", ", ids.Take(shown));
+        string how = ids.Count == 0 ? "no tokens"
+            : ids.Count <= shown ? $"[{list}] (ids {idList})"
+            : $"{ids.Count} tokens, starting [{list}, …] (ids {idList}, …)";
+        throw new SharpLensException($"{Excerpt(text)} is not a single token: it tokenizes to {how}.");
     }
 
     /// <summary>TransformerLens <c>to_single_str_token</c>: the string of one id.</summary>
@@ -214,6 +218,20 @@ public static class TextEncoding
     public static int GetTokenPosition(ITokenizer tokenizer, string singleToken, torch.Tensor tokens, TokenPositionMode mode = TokenPositionMode.First)
         => GetTokenPosition(tokenizer, ToSingleToken(tokenizer, singleToken), tokens, mode);
 
+    /// <summary>
+    /// User text (a prompt, an answer) for a message: <see cref="Quote"/>d, and when longer than
+    /// <paramref name="maxChars"/> cut there with <c>…</c> and its full length, e.g. <c>'When Mary and John…' (2417 characters)</c>,
+    /// so an error about a long prompt stays readable.
+    /// </summary>
+    public static string Excerpt(string text, int maxChars = 80)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length <= maxChars) return Quote(text);
+        int cut = Math.Max(0, maxChars);
+        if (cut > 0 && char.IsHighSurrogate(text[cut - 1])) cut--; // never split a surrogate pair
+        return $"{Quote(text[..cut] + "…")} ({text.Length} characters)";
+    }
+
     /// <summary>A string token as Python prints it: in single quotes, with backslashes, quotes and control characters escaped.</summary>
     public static string Quote(string s)
     {
@@ -242,7 +260,7 @@ public static class TextEncoding
         {
             if (!truncate)
             {
-                string which = index is int i ? $"prompt {i} ({Preview(text)})" : $"the prompt {Preview(text)}";
+                string which = index is int i ? $"prompt {i} ({Excerpt(text)})" : $"the prompt {Excerpt(text)}";
                 throw new SharpLensException(
                     $"{which} is {n} tokens long{(prependBos ? " including BOS" : "")}, more than n_ctx = {max}. " +
                     $"Shorten it, or turn truncation on to keep its first {max} tokens.");
@@ -282,6 +300,4 @@ public static class TextEncoding
     }
 
     private static Func<long, int> CheckedInt(ITokenizer tokenizer) => id => { TokenIds.CheckInVocab(tokenizer, id); return (int)id; };
-
-    private static string Preview(string text) => Quote(text.Length <= 40 ? text : text[..40] + "…");
 }

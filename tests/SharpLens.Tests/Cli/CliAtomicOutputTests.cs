@@ -101,6 +101,8 @@ public sealed class CliAtomicOutputTests(RandomGpt2Checkpoint checkpoint) : IDis
         var r = Run("sweep", "--model", Golden.Dir, "--analysis", "dla", "--clean", prompts, "--batch-size", "2", "--json", json);
         Assert.True(r.Code == 1, $"exit {r.Code}: {r.Err}");
         Assert.Contains("more than n_ctx = 64", r.Err);
+        Assert.Contains("characters)", r.Err); // the 2000-token prompt is quoted by its start only
+        Assert.True(r.Err.Length < 600, r.Err);
         Assert.DoesNotContain("   at ", r.Err);
         Assert.Equal(Earlier, File.ReadAllText(json));
         Assert.Equal([prompts, json], Directory.GetFiles(_dir).Order(StringComparer.Ordinal));

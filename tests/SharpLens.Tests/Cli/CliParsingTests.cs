@@ -55,6 +55,19 @@ public sealed class CliParsingTests
     }
 
     [Fact]
+    public void APromptGivenWithoutItsOptionIsQuotedByItsStartOnly()
+    {
+        string prompt = string.Concat(Enumerable.Repeat("When Mary and John went to the store, John gave a drink to Mary. ", 40));
+        foreach (var argv in new[] { new[] { "run", "--model", "x", "--out", "y.safetensors", prompt }, new[] { "ioi", prompt }, new[] { prompt } })
+        {
+            var r = Run(argv);
+            Assert.Equal(2, r.Code);
+            Assert.Contains($"'{prompt[..80]}…' ({prompt.Length} characters)", r.Err);
+            Assert.True(r.Err.Length < 400, r.Err);
+        }
+    }
+
+    [Fact]
     public void ResponseFilesAndEqualsSyntaxAndDoubleDashWork()
     {
         string dir = TempDir();

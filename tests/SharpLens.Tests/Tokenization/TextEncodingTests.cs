@@ -114,6 +114,32 @@ public sealed class TextEncodingTests
     }
 
     [Fact]
+    public void ExcerptQuotesShortTextWholeAndCutsLongTextAt80Characters()
+    {
+        Assert.Equal("'it\\'s'", TextEncoding.Excerpt("it's"));
+        Assert.Equal(TextEncoding.Quote(new string('a', 80)), TextEncoding.Excerpt(new string('a', 80)));
+        string longText = string.Concat(Enumerable.Repeat("When Mary and John went to the store, ", 60));
+        Assert.Equal($"'{longText[..80]}…' ({longText.Length} characters)", TextEncoding.Excerpt(longText));
+        // A surrogate pair at the cut is dropped whole, not split.
+        string emoji = new string('x', 79) + "😀" + new string('y', 10);
+        Assert.Equal($"'{new string('x', 79)}…' ({emoji.Length} characters)", TextEncoding.Excerpt(emoji));
+    }
+
+    [Fact]
+    public void ErrorsAboutLongPromptsQuoteOnlyTheirStart()
+    {
+        string longText = string.Concat(Enumerable.Repeat("When Mary and John went to the store, John gave a drink to Mary. ", 50));
+        var e = Assert.Throws<SharpLensException>(() => TextEncoding.ToTokens(Tok, [longText], nCtx: 64, truncate: false));
+        Assert.Contains("more than n_ctx = 64", e.Message);
+        Assert.Contains($"({longText.Length} characters)", e.Message);
+        Assert.True(e.Message.Length < 300, e.Message);
+        var single = Assert.Throws<SharpLensException>(() => TextEncoding.ToSingleToken(Tok, longText));
+        Assert.StartsWith("'When Mary and John went to the store", single.Message);
+        Assert.Contains($"it tokenizes to {Tok.Encode(longText).Count} tokens, starting ['When', ' Mary',", single.Message);
+        Assert.True(single.Message.Length < 400, single.Message);
+    }
+
+    [Fact]
     public void OutOfVocabularyIdsFailNamingIdAndVocabSize()
     {
         var e = Assert.Throws<SharpLensException>(() => TextEncoding.TokensToString(Tok, [15496, 50257]));
