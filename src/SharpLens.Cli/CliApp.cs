@@ -111,7 +111,15 @@ internal static class CliApp
         }
         catch (SharpLensException e)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"error: {OneLine(e.Message)}");
+            if (verbose) stderr.WriteLine(e);
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The file system refused (a symbolic link loop, a dangling link, no permission, a full disk): the user's
+            // environment, not a bug. .NET's message names the path.
+            stderr.WriteLine($"error: {OneLine(e.Message)}");
             if (verbose) stderr.WriteLine(e);
             return 1;
         }
@@ -122,10 +130,24 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            stderr.WriteLine($"error: internal error ({e.GetType().Name}): {e.Message}");
-            stderr.WriteLine(verbose ? e.ToString() : "Run again with --verbose (or SHARPLENS_DEBUG=1) for the stack trace, and please report it.");
+            // One line (scripts and users read the first line; a native error's message carries a C++ backtrace).
+            stderr.WriteLine($"error: internal error ({e.GetType().Name}): {OneLine(e.Message)} " +
+                "(run again with --verbose or SHARPLENS_DEBUG=1 for the stack trace, and please report it)");
+            if (verbose) stderr.WriteLine(e);
             return InternalErrorExitCode;
         }
+    }
+
+    /// <summary>
+    /// The first line of a message, or all of it joined when its first line is too short to say anything: an error is
+    /// always one line on stderr. Native (libtorch) messages continue with a C++ backtrace, which is dropped.
+    /// </summary>
+    internal static string OneLine(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (lines.Length <= 1) return lines.FirstOrDefault() ?? message.Trim();
+        int frames = Array.FindIndex(lines, l => l.StartsWith("Exception raised from", StringComparison.Ordinal) || l.StartsWith("frame #", StringComparison.Ordinal));
+        return string.Join(" ", frames > 0 ? lines[..frames] : lines);
     }
 
     /// <summary>The library's help, followed by the command's <see cref="CliCommand.Details"/> (file formats, environment).</summary>

@@ -113,6 +113,19 @@ public sealed class CliParsingTests
         Assert.StartsWith("error: internal error (InvalidOperationException): boom", e.ToString());
         Assert.Contains("--verbose", e.ToString());
         Assert.DoesNotContain(" at ", e.ToString());
+        Assert.Single(Lines(e.ToString()));
+
+        // A native error's message: its C++ backtrace is dropped, the error stays one line.
+        e = new StringWriter();
+        Assert.Equal(70, await CliApp.Guard(() => throw new System.Runtime.InteropServices.ExternalException(
+            "expected m1 and m2 to have the same dtype\nException raised from addmm_impl_cpu_\nframe #0: c10::Error"), "run", false, e, default));
+        Assert.Equal("error: internal error (ExternalException): expected m1 and m2 to have the same dtype " +
+            "(run again with --verbose or SHARPLENS_DEBUG=1 for the stack trace, and please report it)", Lines(e.ToString()).Single());
+
+        // The file system refusing (a link loop, no permission) is the user's environment: exit 1, one line naming the path.
+        e = new StringWriter();
+        Assert.Equal(1, await CliApp.Guard(() => throw new IOException("Too many levels of symbolic links in '/m/model.safetensors'."), "run", false, e, default));
+        Assert.Equal("error: Too many levels of symbolic links in '/m/model.safetensors'.", e.ToString().Trim());
 
         e = new StringWriter();
         Assert.Equal(70, await CliApp.Guard(() => throw new InvalidOperationException("boom"), "run", true, e, default));
