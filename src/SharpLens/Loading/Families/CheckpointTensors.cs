@@ -20,6 +20,10 @@ public sealed class CheckpointTensors(IReadOnlyDictionary<string, Tensor> tensor
             throw new SharpLensException($"{family} checkpoint is missing tensor '{name}'." + LayerHint(name) +
                 NameSuggestions.DidYouMean(name, tensors.Keys) + " Is config.json the one that belongs to these weights?");
         _used.Add(name);
+        // An integer or bool weight would reach a native matmul, whose dtype error aborts the whole process.
+        if (!t.is_floating_point())
+            throw new SharpLensException($"{family} checkpoint tensor '{name}' has dtype {t.dtype}; weights must be floating point " +
+                "(float32, float16, bfloat16 or float64).");
         if (!t.shape.SequenceEqual(shape))
             throw new SharpLensException($"{family} checkpoint tensor '{name}' has shape {TensorExtensions.ShapeText(t.shape)}, " +
                 $"expected {TensorExtensions.ShapeText(shape)} from config.json.");
