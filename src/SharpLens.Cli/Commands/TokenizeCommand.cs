@@ -74,9 +74,8 @@ internal sealed class TokenizeCommand : CliCommand
         var tokenizer = TokenizerLoader.FromPath(folder);
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) return (tokenizer, true);   // a bare tokenizer folder: TransformerLens's default is to prepend
-        JsonObject hf;
-        try { hf = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject() ?? throw new SharpLensException($"{configPath} is empty."); }
-        catch (JsonException e) { throw new SharpLensException($"{configPath} is not valid JSON: {e.Message}", e); }
+        var hf = JsonInput.ParseFileNode(configPath) as JsonObject
+            ?? throw new SharpLensException($"{configPath} must hold a JSON object (the model's config).");
         var cfg = ModelFamilies.ForConfig(hf, configPath).CreateConfig(hf, Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
         TokenizerLoader.CheckFitsModel(tokenizer, cfg.DVocab, cfg.ModelName);
         return (tokenizer, cfg.DefaultPrependBos);
@@ -86,15 +85,14 @@ internal sealed class TokenizeCommand : CliCommand
     private static List<string> ReadTexts(string path)
     {
         if (!File.Exists(path)) throw new SharpLensException($"--texts-file: file not found: {path}");
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new SharpLensException($"--texts-file {path} is not valid JSON: {e.Message}", e); }
-        if (root is not JsonArray array)
+        if (JsonInput.ParseFileNode(path) is not JsonArray array)
             throw new SharpLensException($"--texts-file {path} must hold a JSON array of strings, e.g. [\"Hello\", \"-x\"].");
         var texts = new List<string>(array.Count);
         for (int i = 0; i < array.Count; i++)
             texts.Add(array[i] is JsonValue v && v.TryGetValue(out string? s) ? s
                 : throw new SharpLensException($"--texts-file {path}: element {i} is {array[i]?.ToJsonString() ?? "null"}, not a string."));
+        // A file without texts is bad input (exit 1), not a usage mistake.
+        if (texts.Count == 0) throw new SharpLensException($"--texts-file {path} holds an empty array: give at least one string, e.g. [\"Hello\"].");
         return texts;
     }
 

@@ -62,11 +62,53 @@ public static class JsonInput
             var (offset, line) = FirstInvalidUtf8(utf8.Span);
             throw error($"{source}: invalid UTF-8 at byte {offset} (line {line}); JSON text must be UTF-8. The file is damaged or in another encoding.", null);
         }
-        try { return JsonDocument.Parse(utf8, DocumentOptions); }
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(utf8, DocumentOptions); }
         catch (JsonException e)
         {
             string where = e.LineNumber is long l ? $" at line {l + 1}, column {e.BytePositionInLine + 1}" : "";
             throw error($"{source}: not valid JSON{where}: {OneLine(e.Message)}", e);
+        }
+        catch (InvalidOperationException e) // the duplicate-key check unescapes keys: an unpaired surrogate escape in one
+        {
+            throw error($"{source}: a key holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF without its partner), " +
+                "which is not valid Unicode. The file is damaged.", e);
+        }
+        // An escaped unpaired surrogate ("\uD800") parses, but reading that string later throws InvalidOperationException
+        // wherever it happens to be read: check every string now (only when such an escape may be present).
+        if (MayHoldSurrogateEscape(utf8.Span))
+        {
+            try { ReadAllStrings(doc.RootElement); }
+            catch (InvalidOperationException e)
+            {
+                doc.Dispose();
+                throw error($"{source}: a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF without its partner), " +
+                    "which is not valid Unicode. The file is damaged.", e);
+            }
+        }
+        return doc;
+    }
+
+    private static bool MayHoldSurrogateEscape(ReadOnlySpan<byte> s)
+    {
+        for (int i = s.IndexOf("\\u"u8); i >= 0 && i + 3 < s.Length; )
+        {
+            if (s[i + 2] is (byte)'d' or (byte)'D' && s[i + 3] is (byte)'8' or (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F') return true;
+            int next = s[(i + 2)..].IndexOf("\\u"u8);
+            i = next < 0 ? -1 : i + 2 + next;
+        }
+        return false;
+    }
+
+    private static void ReadAllStrings(JsonElement e)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String: _ = e.GetString(); break;
+            case JsonValueKind.Array: foreach (var x in e.EnumerateArray()) ReadAllStrings(x); break;
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject()) { _ = p.Name; ReadAllStrings(p.Value); }
+                break;
         }
     }
 

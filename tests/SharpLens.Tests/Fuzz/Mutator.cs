@@ -156,12 +156,18 @@ internal sealed class Mutator(int seed)
         return Encoding.UTF8.GetBytes(s.Insert(m.Index + m.Length, ", " + m.Value));
     }
 
-    /// <summary>Puts a byte that is not UTF-8 inside a string (key or value), where the parser does not look.</summary>
+    /// <summary>Puts a byte that is not UTF-8, or an escaped unpaired surrogate, inside a string (key or value), where the parser does not look.</summary>
     private byte[] TextBadUtf8InString(byte[] valid, out string what)
     {
         var quotes = Enumerable.Range(0, valid.Length).Where(i => valid[i] == (byte)'"').ToList();
         if (quotes.Count == 0) { what = "no string"; return valid; }
         int q = quotes[_rng.Next(quotes.Count)];
+        if (_rng.Next(3) == 0)
+        {
+            // Valid UTF-8, valid JSON syntax, but an escaped unpaired surrogate: only reading the string fails.
+            what = $"lone-surrogate-escape@{q}";
+            return [.. valid[..(q + 1)], .. "\\ud800"u8, .. valid[(q + 1)..]];
+        }
         what = $"badutf8-in-string@{q}";
         return [.. valid[..(q + 1)], 0xFF, .. valid[(q + 1)..]];
     }

@@ -79,7 +79,7 @@ public sealed class FamilyTokenizeCommandTests : IDisposable
     [Theory]
     [InlineData("""{"a": 1}""", "must hold a JSON array of strings")]
     [InlineData("""["a", 3]""", "element 1 is 3, not a string")]
-    [InlineData("""["a", """, "is not valid JSON")]
+    [InlineData("""["a", """, "not valid JSON")]
     public async Task BadTextsFileIsExplained(string content, string expected)
     {
         string textsFile = Path.Combine(_temp, "texts.json");
