@@ -125,8 +125,19 @@ internal static class DlaOutput
         foreach (var (path, _) in wanted) stdout.WriteLine($"wrote {path}");
     }
 
-    /// <summary>JSON text of <see cref="ToJson"/>.</summary>
-    public static string ToJsonText(JsonObject o) => o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    /// <summary>
+    /// JSON text of <see cref="ToJson"/>. NaN or infinite results (JSON has no literal for them) come from non-finite
+    /// activations, usually a damaged checkpoint: a clear error instead of the serializer's exception.
+    /// </summary>
+    public static string ToJsonText(JsonObject o)
+    {
+        try { return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }); }
+        catch (ArgumentException e) when (e.Message.Contains("infinity", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("NaN", StringComparison.Ordinal))
+        {
+            throw new SharpLensException("The results contain NaN or infinite values, which JSON cannot hold: the model's activations are not " +
+                "finite. Check the checkpoint's weights (model.safetensors) for NaN/Inf values, or the inputs.", e);
+        }
+    }
 
     /// <summary>String tokens of a prompt for the attention view (ids when there is no tokenizer).</summary>
     public static IReadOnlyList<string> StrTokens(HookedTransformer model, DlaPrompt p) =>

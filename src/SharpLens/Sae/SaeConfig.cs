@@ -63,19 +63,19 @@ public sealed record SaeConfig
         if (version is null || MajorVersion(version) < 6) cfg = UpgradePre6(cfg);
         meta = cfg["metadata"] as JsonObject ?? [];
 
-        string arch = Str(cfg, "architecture") ?? "standard";
+        string arch = Text(cfg, "architecture", source) ?? "standard";
         int archIndex = ArchitectureNames.ToList().IndexOf(arch);
         if (archIndex < 0)
             throw new SharpLensException($"{source}: unknown SAE architecture '{arch}'. Supported: {string.Join(", ", ArchitectureNames)}." +
                 NameSuggestions.DidYouMean(arch, ArchitectureNames));
-        string norm = Str(cfg, "normalize_activations") ?? "none";
+        string norm = Text(cfg, "normalize_activations", source) ?? "none";
         if (!NormalizationModes.Contains(norm))
             throw new SharpLensException($"{source}: unknown normalize_activations '{norm}'. Supported: {string.Join(", ", NormalizationModes)}." +
                 NameSuggestions.DidYouMean(norm, NormalizationModes));
-        string reshape = Str(cfg, "reshape_activations") ?? "none";
+        string reshape = Text(cfg, "reshape_activations", source) ?? "none";
         if (reshape is not ("none" or "hook_z"))
             throw new SharpLensException($"{source}: unknown reshape_activations '{reshape}'. Supported: none, hook_z.");
-        string? hook = hookOverride ?? Str(meta, "hook_name") ?? Str(cfg, "hook_name");
+        string? hook = hookOverride ?? Text(meta, "hook_name", source) ?? Text(cfg, "hook_name", source);
         if (string.IsNullOrEmpty(hook))
             throw new SharpLensException($"{source}: the config names no hook (metadata.hook_name); pass the hook explicitly (--sae-hook).");
         var c = new SaeConfig
@@ -130,6 +130,14 @@ public sealed record SaeConfig
 
     private static string? Str(JsonObject o, string key) =>
         o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    /// <summary>A string field that is absent (null) or a string; any other JSON type is an error, not a default.</summary>
+    private static string? Text(JsonObject o, string key, string source) => o[key] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue(out string? s) => s,
+        var other => throw new SharpLensException($"{source}: '{key}' must be a string, got {other.ToJsonString()}."),
+    };
 
     private static bool? Bool(JsonObject o, string key) =>
         o[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;

@@ -64,20 +64,26 @@ public sealed class GptNeoFamily : IModelFamily
     {
         List<string> kinds = [];
         if (r.Json["attention_layers"] is JsonArray explicitLayers)
-            kinds.AddRange(explicitLayers.Select(k => k?.ToString() ?? ""));
+            kinds.AddRange(explicitLayers.Select(Kind));
         else if (r.Json["attention_types"] is JsonArray groups)
         {
             foreach (var g in groups)
             {
                 if (g is not JsonArray { Count: 2 } pair || pair[0] is not JsonArray pattern || pair[1] is not JsonValue times || !times.TryGetValue(out int n))
                     throw r.Error($"attention_types entry {g?.ToJsonString()} must be [[kinds...], count]");
-                for (int i = 0; i < n; i++) kinds.AddRange(pattern.Select(k => k?.ToString() ?? ""));
+                // A count beyond the layers (2^31, say) would fill memory before the length check below.
+                if (n < 0 || kinds.Count + (long)n * pattern.Count > layers)
+                    throw r.Error($"attention_types entry {g.ToJsonString()} gives more kinds than num_layers {layers}; need one per layer");
+                for (int i = 0; i < n; i++) kinds.AddRange(pattern.Select(Kind));
             }
         }
         else kinds.AddRange(Enumerable.Range(0, layers).Select(i => i % 2 == 0 ? "global" : "local")); // HF default pattern
         if (kinds.Count != layers)
             throw r.Error($"attention layers [{string.Join(", ", kinds)}] give {kinds.Count} kinds for num_layers {layers}; need one per layer");
         return kinds;
+
+        // A kind is a string; anything else is shown as compact JSON (its text must stay on one line in the error).
+        static string Kind(JsonNode? k) => k is JsonValue v && v.TryGetValue(out string? s) ? s : k?.ToJsonString() ?? "null";
     }
 
     /// <inheritdoc/>

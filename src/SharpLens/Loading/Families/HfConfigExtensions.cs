@@ -25,6 +25,7 @@ public static class HfConfigExtensions
     public static int HeadDim(this HfConfig c, int dModel, int nHeads)
     {
         if (c.OptInt("head_dim") is { } dh) return dh;
+        if (nHeads <= 0) throw c.Error($"num_attention_heads must be positive, got {nHeads}");
         if (dModel % nHeads != 0)
             throw c.Error($"hidden_size {dModel} is not divisible by num_attention_heads {nHeads}, and there is no head_dim field");
         return dModel / nHeads;
