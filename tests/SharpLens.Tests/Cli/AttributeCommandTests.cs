@@ -10,7 +10,8 @@ public sealed class AttributeCommandTests
     [Fact]
     public void AttributeWritesPerTokenIntegratedGradientsMatchingTheGolden()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

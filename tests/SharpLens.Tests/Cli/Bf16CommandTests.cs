@@ -11,7 +11,7 @@ namespace SharpLens.Tests.Cli;
 /// <summary>Every model-loading command in bfloat16 on the golden model: runs, says so, and stays near the float32 numbers.</summary>
 public sealed class Bf16CommandTests : IDisposable
 {
-    private readonly string _dir = TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
 
     public void Dispose()
     {

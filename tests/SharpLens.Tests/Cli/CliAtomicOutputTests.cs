@@ -13,7 +13,7 @@ namespace SharpLens.Tests.Cli;
 public sealed class CliAtomicOutputTests(RandomGpt2Checkpoint checkpoint) : IDisposable, IClassFixture<RandomGpt2Checkpoint>
 {
     private const string Earlier = "results of an earlier run";
-    private readonly string _dir = TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
     public void Dispose() => Directory.Delete(_dir, true);
 
     public static TheoryData<string> Commands => ["dla", "patch", "ioi", "sae", "attribute", "sweep-patch", "sweep-attribution", "sweep-dla"];

@@ -15,7 +15,7 @@ namespace SharpLens.Tests.Cli;
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class CliCorruptionTests : IDisposable
 {
-    private readonly string _dir = TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
 
     public void Dispose()
     {

@@ -70,7 +70,8 @@ public sealed class CliParsingTests
     [Fact]
     public void ResponseFilesAndEqualsSyntaxAndDoubleDashWork()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string rsp = Path.Combine(dir, "args.rsp");

@@ -11,7 +11,7 @@ namespace SharpLens.Tests.Cli;
 /// </summary>
 public sealed class CliRobustnessTests : IDisposable
 {
-    private readonly string _dir = TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
     public void Dispose() => Directory.Delete(_dir, true);
 
     private string OutDir => Directory.CreateDirectory(Path.Combine(_dir, "out")).FullName;

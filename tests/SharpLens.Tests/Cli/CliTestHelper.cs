@@ -23,6 +23,4 @@ internal static class CliTestHelper
         File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(entries));
         return path;
     }
-
-    public static string TempDir() => Directory.CreateTempSubdirectory("sharplens-cli").FullName;
 }

@@ -19,7 +19,8 @@ public sealed class FamilyCliTests
     public void RunDlaAndGenerateMatchTheRealModel(string set)
     {
         var g = new FamilyFixture(set);
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

@@ -10,7 +10,8 @@ public sealed class IoiCommandTests(RandomGpt2Checkpoint checkpoint) : IClassFix
     [Fact]
     public void IoiRunsEndToEndWithTablesJsonAndReport()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string json = Path.Combine(dir, "ioi.json"), report = Path.Combine(dir, "ioi.html");
@@ -56,7 +57,8 @@ public sealed class IoiCommandTests(RandomGpt2Checkpoint checkpoint) : IClassFix
     [Fact]
     public void DlaOnTokenPromptsReproducesGoldenValues()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();
@@ -81,7 +83,8 @@ public sealed class IoiCommandTests(RandomGpt2Checkpoint checkpoint) : IClassFix
     [Fact]
     public void DlaAllowsPromptsOfDifferentLengths()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string prompts = Path.Combine(dir, "prompts.json"), json = Path.Combine(dir, "out.json");
@@ -106,7 +109,8 @@ public sealed class IoiCommandTests(RandomGpt2Checkpoint checkpoint) : IClassFix
     [Fact]
     public void BadPromptFilesFailSpecificallyAndWriteNothing()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string report = Path.Combine(dir, "r.html"), json = Path.Combine(dir, "r.json");

@@ -17,7 +17,8 @@ public sealed class NeoxFamilyCliTests
     public void RunExportsTransformerLensActivations(string set, bool noProcessing)
     {
         var fx = new FamilyFixture(set);
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();
@@ -59,7 +60,8 @@ public sealed class NeoxFamilyCliTests
     public void DlaWithTokenIdsGivesTransformerLensLogitDiffs(string set)
     {
         var fx = new FamilyFixture(set);
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

@@ -11,7 +11,8 @@ public sealed class PatchAttributionCommandTests
     [InlineData("noising")]
     public void PatchAttributionCompareWritesBothMethodsAndTheirCorrelation(string direction)
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

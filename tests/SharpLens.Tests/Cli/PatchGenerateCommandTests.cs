@@ -14,7 +14,8 @@ public sealed class PatchGenerateCommandTests
     [InlineData("head_out_by_pos", "act_patch_attn_head_out_by_pos")]
     public void PatchReproducesTransformerLensAndWritesJsonAndReport(string kind, string golden)
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();
@@ -40,7 +41,8 @@ public sealed class PatchGenerateCommandTests
     [Fact]
     public void PatchRejectsMismatchedSetsAndUnknownKinds()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

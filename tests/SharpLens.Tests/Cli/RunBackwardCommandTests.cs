@@ -10,7 +10,8 @@ public sealed class RunBackwardCommandTests
     [Fact]
     public void RunBackwardWritesEveryGradientMatchingTransformerLens()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();

@@ -22,7 +22,8 @@ public sealed class RunCacheOptionsTests
     [Fact]
     public void StopPosSliceAndCacheDtypeWriteWhatRunWithCacheHolds()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string outPath = Path.Combine(dir, "acts.safetensors");
@@ -58,7 +59,8 @@ public sealed class RunCacheOptionsTests
     [Fact]
     public void BadCacheOptionsAreOneLineErrorsAndWriteNothing()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string outPath = Path.Combine(dir, "acts.safetensors");

@@ -21,7 +21,8 @@ public sealed class RunCommandTests
     [Fact]
     public void ExportsLogitsTokensAndEveryActivationUnderTransformerLensNames()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string outPath = Path.Combine(dir, "acts.safetensors");
@@ -65,7 +66,8 @@ public sealed class RunCommandTests
     [Fact]
     public void NamesFilterAndNoProcessing()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string outPath = Path.Combine(dir, "acts.safetensors");
@@ -82,7 +84,8 @@ public sealed class RunCommandTests
     [Fact]
     public void BadInputWritesNothing()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             string outPath = Path.Combine(dir, "acts.safetensors");

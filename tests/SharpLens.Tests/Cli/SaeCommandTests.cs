@@ -10,7 +10,7 @@ namespace SharpLens.Tests.Cli;
 /// <summary><c>sharplens run --sae</c> and <c>sharplens sae</c> on the golden SAEs.</summary>
 public sealed class SaeCommandTests : IDisposable
 {
-    private readonly string _dir = TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
 
     public void Dispose()
     {

@@ -17,7 +17,8 @@ public sealed class WeightsCacheCliTests
     [Fact]
     public void FlagBypassesTheCacheAndWithoutItTheSecondLoadIsAHit()
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         string model = Path.Combine(dir, "model");
         Directory.CreateDirectory(model);
         foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Golden.Dir, f), Path.Combine(model, f));
@@ -55,30 +56,27 @@ public sealed class WeightsCacheCliTests
     [Fact]
     public async Task ConcurrentInProcessRunsWithDifferentSettingsDoNotInterfere()
     {
-        string dir = CliTestHelper.TempDir();
-        try
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
+        string model = Path.Combine(dir, "model");
+        Directory.CreateDirectory(model);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Golden.Dir, f), Path.Combine(model, f));
+        string tokens = Path.Combine(dir, "tokens.json");
+        File.WriteAllText(tokens, "[[1, 2, 3, 4]]");
+        using var start = new Barrier(6);
+        var runs = Enumerable.Range(0, 6).Select(i => Task.Run(() =>
         {
-            string model = Path.Combine(dir, "model");
-            Directory.CreateDirectory(model);
-            foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Path.Combine(Golden.Dir, f), Path.Combine(model, f));
-            string tokens = Path.Combine(dir, "tokens.json");
-            File.WriteAllText(tokens, "[[1, 2, 3, 4]]");
-            using var start = new Barrier(6);
-            var runs = Enumerable.Range(0, 6).Select(i => Task.Run(() =>
-            {
-                string[] argv = ["run", "--model", model, "--tokens-file", tokens, "--names", "hook_embed", "--out", Path.Combine(dir, $"{i}.safetensors"),
-                    .. i % 2 == 0 ? new[] { "--no-weights-cache" } : []];
-                start.SignalAndWait();
-                var (code, _, err) = CliTestHelper.Run(argv);
-                return (Bypass: i % 2 == 0, code, err);
-            })).ToArray();
-            foreach (var (bypass, code, err) in await Task.WhenAll(runs))
-            {
-                Assert.True(code == 0, err);
-                if (bypass) Assert.DoesNotContain("weights cache", err);
-                else Assert.Matches(@"\(processed weights (written to|from) the weights cache\)", err);
-            }
+            string[] argv = ["run", "--model", model, "--tokens-file", tokens, "--names", "hook_embed", "--out", Path.Combine(dir, $"{i}.safetensors"),
+                .. i % 2 == 0 ? new[] { "--no-weights-cache" } : []];
+            start.SignalAndWait();
+            var (code, _, err) = CliTestHelper.Run(argv);
+            return (Bypass: i % 2 == 0, code, err);
+        })).ToArray();
+        foreach (var (bypass, code, err) in await Task.WhenAll(runs))
+        {
+            Assert.True(code == 0, err);
+            if (bypass) Assert.DoesNotContain("weights cache", err);
+            else Assert.Matches(@"\(processed weights (written to|from) the weights cache\)", err);
         }
-        finally { Directory.Delete(dir, recursive: true); }
     }
 }

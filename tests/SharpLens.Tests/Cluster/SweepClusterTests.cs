@@ -16,7 +16,7 @@ namespace SharpLens.Tests.Cluster;
 public sealed class SweepClusterTests : IDisposable
 {
     private readonly List<Process> _processes = [];
-    private readonly string _dir = CliTestHelper.TempDir();
+    private readonly string _dir = TestEnvironment.NewTempDir("cli-");
 
     private static string Cli => Path.Combine(AppContext.BaseDirectory, "SharpLens.Cli.dll");
 
@@ -170,5 +170,7 @@ public sealed class SweepClusterTests : IDisposable
             try { if (!p.HasExited) p.Kill(entireProcessTree: true); p.WaitForExit(5000); } catch (InvalidOperationException) { }
             p.Dispose();
         }
+        try { Directory.Delete(_dir, recursive: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 }

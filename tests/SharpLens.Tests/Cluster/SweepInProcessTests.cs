@@ -15,7 +15,8 @@ public sealed class SweepInProcessTests
     [InlineData("head_out_all_pos", 7)]
     public void PatchSweepEqualsThePatchCommand(string kind, int batch)
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, corrupted) = SweepTestData.PromptFiles(dir, 23);
         string expected = Path.Combine(dir, "patch.json"), actual = Path.Combine(dir, "sweep.json");
         Assert.Equal(0, CliTestHelper.Run("patch", "--model", Golden.Dir, "--kind", kind, "--clean", clean, "--corrupted", corrupted, "--json", expected).Code);
@@ -35,7 +36,8 @@ public sealed class SweepInProcessTests
     [InlineData("patch", "attn_out", "noising", 7)]
     public void PatchingSweepsEqualThePatchCommandInEitherDirection(string analysis, string kind, string direction, int batch)
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, corrupted) = SweepTestData.PromptFiles(dir, 19, seed: 11);
         string expected = Path.Combine(dir, "patch.json"), actual = Path.Combine(dir, "sweep.json");
         string method = analysis == "patch" ? "exact" : "attribution";
@@ -56,7 +58,8 @@ public sealed class SweepInProcessTests
     public void AttributionSweepIsNotTheExactSweep()
     {
         // Guards the test above: the two methods give different numbers here, so equality to the right one means something.
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, corrupted) = SweepTestData.PromptFiles(dir, 6, seed: 11);
         string a = Path.Combine(dir, "a.json"), e = Path.Combine(dir, "e.json");
         foreach (var (analysis, path) in new[] { ("attribution", a), ("patch", e) })
@@ -69,7 +72,8 @@ public sealed class SweepInProcessTests
     [Fact]
     public void DlaSweepEqualsTheDlaCommandIncludingPerPromptRowsInOrder()
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, _) = SweepTestData.PromptFiles(dir, 17, seed: 3);
         string expected = Path.Combine(dir, "dla.json"), actual = Path.Combine(dir, "sweep.json"), report = Path.Combine(dir, "sweep.html");
         Assert.Equal(0, CliTestHelper.Run("dla", "--model", Golden.Dir, "--prompts", clean, "--json", expected).Code);
@@ -82,7 +86,8 @@ public sealed class SweepInProcessTests
     [Fact]
     public void Bfloat16SweepEqualsThePatchCommandInBfloat16()
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, corrupted) = SweepTestData.PromptFiles(dir, 9, seed: 5);
         string expected = Path.Combine(dir, "patch.json"), actual = Path.Combine(dir, "sweep.json"), f32 = Path.Combine(dir, "f32.json");
         Assert.Equal(0, CliTestHelper.Run("patch", "--model", Golden.Dir, "--kind", "resid_pre", "--dtype", "bf16", "--clean", clean, "--corrupted", corrupted,
@@ -103,7 +108,8 @@ public sealed class SweepInProcessTests
     [Fact]
     public void BadArgumentsAreUsageErrorsAndWriteNothing()
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, _) = SweepTestData.PromptFiles(dir, 4);
         string json = Path.Combine(dir, "out.json");
         var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "patchh", "--clean", clean, "--json", json);
@@ -236,7 +242,8 @@ public sealed class SaeStatsSweepTests
     [InlineData("standard_blocks.0.attn.hook_z")]
     public void FeatureFrequenciesAndMeansEqualSaeLensActivations(string saeName)
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         using var scope = TorchSharp.torch.NewDisposeScope();
         var tokens = Tests.Sae.SaeGolden.T("tokens");
         string prompts = CliTestHelper.TokenPromptFile(dir, "tokens.json", tokens, TorchSharp.torch.zeros(new long[] { tokens.shape[0], 2 }, TorchSharp.torch.ScalarType.Int64));
@@ -267,7 +274,8 @@ public sealed class SaeStatsSweepTests
     [Fact]
     public void SaeStatsWithoutAnSaeIsAUsageError()
     {
-        string dir = CliTestHelper.TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         var (clean, _) = SweepTestData.PromptFiles(dir, 2);
         var r = CliTestHelper.Run("sweep", "--model", Golden.Dir, "--analysis", "sae-stats", "--clean", clean, "--json", Path.Combine(dir, "x.json"));
         Assert.Equal(2, r.Code);

@@ -79,7 +79,8 @@ public sealed class DtypeTests
     [Fact]
     public void DlaReportsTheDtypeInItsHeaderAndJson()
     {
-        string dir = TempDir();
+        using var tmp = new TempFolder("cli-");
+        string dir = tmp.Path;
         try
         {
             using var scope = NewDisposeScope();
