@@ -11,7 +11,9 @@ namespace SharpLens.Loading;
 /// What a <see cref="WeightsCache"/> entry depends on, as one canonical JSON text (stored in the file and compared on
 /// read) and a file name derived from its SHA-256:
 /// <list type="bullet">
-/// <item>the cache format version and the SharpLens version (processing code may change between versions);</item>
+/// <item>the cache format version, the SharpLens version and build — the module version id (MVID) of SharpLens.dll, which
+/// a deterministic compiler derives from the code, so any change to the processing code, even in a development build
+/// that keeps the version number, is a new key — and the TorchSharp version (libtorch computes the processing);</item>
 /// <item>the identity of every weight file (the shards and index too): a Hugging Face cache blob by its name, which is
 /// the file's etag (its content hash), plus size; any other file by its full resolved path, size and last-write time
 /// (nanosecond resolution on Linux) — cheap, and any rewrite of the file changes it;</item>
@@ -34,7 +36,14 @@ public sealed class WeightsCacheKey
     public string FileName { get; }
 
     /// <summary>The key of loading <paramref name="folder"/>'s weights as <paramref name="config"/> with <paramref name="options"/> in <paramref name="dtype"/>.</summary>
-    public static WeightsCacheKey For(string folder, HookedTransformerConfig config, ProcessingOptions options, ScalarType dtype)
+    public static WeightsCacheKey For(string folder, HookedTransformerConfig config, ProcessingOptions options, ScalarType dtype) =>
+        For(folder, config, options, dtype, Build);
+
+    /// <summary>The running SharpLens build: its assembly's MVID (a new one whenever its code changes).</summary>
+    internal static string Build { get; } = typeof(WeightsCacheKey).Assembly.ManifestModule.ModuleVersionId.ToString("N");
+
+    /// <summary><see cref="For(string, HookedTransformerConfig, ProcessingOptions, ScalarType)"/> as the SharpLens build <paramref name="build"/> would compute it.</summary>
+    internal static WeightsCacheKey For(string folder, HookedTransformerConfig config, ProcessingOptions options, ScalarType dtype, string build)
     {
         string weights = Checkpoint.FindWeights(folder) ?? throw new SharpLensException($"Model folder '{folder}' has no weights.");
         var files = new List<string> { weights };
@@ -46,6 +55,8 @@ public sealed class WeightsCacheKey
         {
             ["format"] = WeightsCache.FormatVersion,
             ["sharplens"] = typeof(WeightsCacheKey).Assembly.GetName().Version?.ToString(),
+            ["build"] = build,
+            ["torchsharp"] = typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString(),
             ["weights"] = new JsonArray(files.Select(f => (JsonNode)Identity(f)).ToArray()),
             ["config_json_sha256"] = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(folder, "config.json")))),
             ["config"] = cfgJson,

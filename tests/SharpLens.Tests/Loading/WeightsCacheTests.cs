@@ -146,6 +146,30 @@ public sealed class WeightsCacheTests : IDisposable
         Assert.DoesNotContain("model_name", key.Text);
     }
 
+    /// <summary>
+    /// The key carries the SharpLens build (its assembly's MVID), so an entry an earlier build wrote — here one holding
+    /// wrong, zeroed weights, as a build with different processing would have — is never read; the load recomputes.
+    /// </summary>
+    [Fact]
+    public void AnEntryOfAnotherBuildIsNeverRead()
+    {
+        var cache = Cache();
+        using var unprocessed = HookedTransformer.LoadFolder(Golden.Dir, ProcessingOptions.None, "x", ScalarType.Float32, null);
+        var key = WeightsCacheKey.For(Golden.Dir, unprocessed.Config, ProcessingOptions.Default, ScalarType.Float32);
+        string mvid = typeof(HookedTransformer).Assembly.ManifestModule.ModuleVersionId.ToString("N");
+        Assert.Contains($"\"build\":\"{mvid}\"", key.Text);
+        var old = WeightsCacheKey.For(Golden.Dir, unprocessed.Config, ProcessingOptions.Default, ScalarType.Float32, "0123456789abcdef0123456789abcdef");
+        Assert.NotEqual(key.FileName, old.FileName);
+
+        using var reference = HookedTransformer.LoadFolder(Golden.Dir, ProcessingOptions.Default, "tiny-gpt2", ScalarType.Float32, null);
+        using (var scope = NewDisposeScope())
+            Assert.True(cache.Store(old, reference.CacheLayout().Select(kv => KeyValuePair.Create(kv.Key, zeros_like(kv.Value))).ToList()));
+        using var model = HookedTransformer.LoadFolder(Golden.Dir, ProcessingOptions.Default, "tiny-gpt2", ScalarType.Float32, cache);
+        Assert.Equal(WeightsCacheUse.Written, model.WeightsCacheUse);
+        AssertSameWeights(reference, model);
+        Assert.Equal(new[] { key.FileName, old.FileName }.Order().ToArray(), CacheFiles());
+    }
+
     [Fact]
     public void OtherProcessingFlagsAreAnotherEntry()
     {
