@@ -1,7 +1,6 @@
 using SharpLens.Analysis;
 using SharpLens.Cache;
 using SharpLens.Model;
-using SharpLens.Tokenization;
 using static TorchSharp.torch;
 
 namespace SharpLens.Tests.Cache;
@@ -12,21 +11,6 @@ namespace SharpLens.Tests.Cache;
 /// </summary>
 public sealed class TextRunWithCacheTests
 {
-    /// <summary>One id per character (ids &lt; 900 fit the tiny model's 1000-token vocabulary), BOS 999.</summary>
-    private sealed class CharTokenizer : ITokenizer
-    {
-        public string Name => "chars";
-        public int VocabSize => 1000;
-        public int? BosTokenId => 999;
-        public int? EosTokenId => 999;
-        public int? PadTokenId => 999;
-        public bool PrependsBos => false;
-        public IReadOnlyList<int> Encode(string text) => text.Select(c => c % 900).ToList();
-        public string Decode(IEnumerable<int> ids) => string.Concat(ids.Select(DecodeToken));
-        public string IdToToken(int id) => DecodeToken(id);
-        public string DecodeToken(int id) => ((char)id).ToString();
-    }
-
     // Unequal lengths: the text overloads must pass the padding mask on.
     private static readonly string[] Texts = ["When Mary", "and John went to"];
 
