@@ -31,7 +31,11 @@ public static class PytorchCheckpointReader
     {
         if (!BitConverter.IsLittleEndian) throw new SharpLensException("Reading PyTorch checkpoints on a big-endian host is not supported.");
         if (!File.Exists(path)) throw new SharpLensException($"{path}: file not found.");
-        CheckIsZip(path);
+        try { CheckIsZip(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SharpLensException($"{path}: cannot be read: {e.Message}", e); // a link loop, no permission, a folder
+        }
         try { return LoadZip(path); }
         catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
         {

@@ -64,7 +64,14 @@ public sealed class SafetensorsFile : IDisposable
         if (!BitConverter.IsLittleEndian)
             throw new SharpLensException("Reading safetensors files on a big-endian host is not supported.");
         if (!File.Exists(path)) throw new SharpLensException($"{path}: file not found.");
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        FileStream fs;
+        try { fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A dangling or looping symbolic link (a Hub cache whose blob is gone), no permission: the file system's words name the cause.
+            throw new SharpLensException($"{path}: cannot be read: {e.Message}", e);
+        }
+        using var _ = fs;
         long length = fs.Length;
         if (length < 8)
             throw new SafetensorsFormatException($"{path}: file is {length} bytes, shorter than the 8-byte header length prefix; not a safetensors file or truncated.");
