@@ -12,7 +12,7 @@ namespace SharpLens.Tests.Fuzz;
 /// </summary>
 public sealed class FamilyFuzzTests(ITestOutputHelper output) : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("sharplens-fuzz-family-").FullName;
+    private readonly string _dir = TestEnvironment.NewTempDir("fuzz-family-");
     public void Dispose() => Directory.Delete(_dir, true);
 
     public static TheoryData<string> Families() =>

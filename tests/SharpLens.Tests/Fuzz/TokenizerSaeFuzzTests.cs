@@ -18,7 +18,7 @@ namespace SharpLens.Tests.Fuzz;
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class TokenizerSaeFuzzTests(ITestOutputHelper output) : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("sharplens-fuzz-tok-").FullName;
+    private readonly string _dir = TestEnvironment.NewTempDir("fuzz-tok-");
     public void Dispose() => Directory.Delete(_dir, true);
 
     private static string Fixture(params string[] parts) => Path.Combine([Golden.Dir, "..", .. parts]);
