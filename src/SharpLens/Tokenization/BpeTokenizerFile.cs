@@ -221,26 +221,27 @@ public sealed class BpeTokenizerFile : ITokenizer
         var names = TokenizerConfigFiles.Read(folder);
         var added = new Dictionary<string, int>(StringComparer.Ordinal);
         string addedPath = Path.Combine(folder, "added_tokens.json");
+        // An added token must not take an id that belongs to another token (the tokenizer's id table would hold two
+        // strings for one id): name the file that says so rather than fail later inside the BPE builder.
+        Dictionary<int, string>? owner = null;
+        void Add(string token, int id, string file)
+        {
+            if (owner is null) { owner = []; foreach (var (t, i) in vocab) owner.TryAdd(i, t); }
+            if (owner.TryGetValue(id, out var other) && other != token)
+                throw new SharpLensException($"{file}: added token {Shorten(TextEncoding.Quote(token))} has id {id}, which already belongs to " +
+                    $"{Shorten(TextEncoding.Quote(other))}; each id names one token.");
+            owner[id] = token;
+            added[token] = id;
+        }
         if (File.Exists(addedPath))
         {
             using var doc = Json.Read(addedPath);
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new SharpLensException($"{addedPath}: must be a JSON object {{token: id}}.");
-            foreach (var p in doc.RootElement.EnumerateObject()) added[p.Name] = Id(p, addedPath);
+            foreach (var p in doc.RootElement.EnumerateObject()) Add(p.Name, Id(p, addedPath), addedPath);
         }
-        foreach (var (id, content) in names.AddedDecoder) added.TryAdd(content, id);
-        // An added token must not take an id that belongs to another token (the tokenizer's id table would hold two
-        // strings for one id): name the file that says so rather than fail later inside the BPE builder.
-        if (added.Count > 0)
-        {
-            var owner = new Dictionary<int, string>();
-            foreach (var (token, id) in vocab) owner.TryAdd(id, token);
-            foreach (var (token, id) in added)
-                if (owner.TryGetValue(id, out var other) && other != token)
-                    throw new SharpLensException($"{(File.Exists(addedPath) ? addedPath : Path.Combine(folder, "tokenizer_config.json"))}: added token " +
-                        $"{Shorten(TextEncoding.Quote(token))} has id {id}, which already belongs to {Shorten(TextEncoding.Quote(other))}; each id names one token.");
-                else owner[id] = token;
-        }
+        foreach (var (id, content) in names.AddedDecoder)
+            if (!added.ContainsKey(content)) Add(content, id, Path.Combine(folder, "tokenizer_config.json"));
         // GPT2Tokenizer treats its bos/eos/unk/pad strings (default <|endoftext|>) as special tokens.
         foreach (var s in new[] { names.Bos, names.Eos, names.Pad, names.Unk, EndOfText })
             if (s is not null && vocab.TryGetValue(s, out int sid)) added.TryAdd(s, sid);

@@ -35,7 +35,7 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         if (model.ModelType != 2)
             throw new SharpLensException($"{path}: SentencePiece model type {ModelTypeName(model.ModelType)} is not supported; only BPE (Llama 2, Mistral) is.");
         if (model.PrecompiledCharsMapLength > 0 && model.NormalizerName != "identity")
-            throw new SharpLensException($"{path}: SentencePiece normalizer '{model.NormalizerName}' (a precompiled character map) is not supported; only 'identity' is.");
+            throw new SharpLensException($"{path}: SentencePiece normalizer {TextEncoding.Quote(model.NormalizerName)} (a precompiled character map) is not supported; only 'identity' is.");
         if (model.TreatWhitespaceAsSuffix)
             throw new SharpLensException($"{path}: treat_whitespace_as_suffix is not supported.");
         Name = name;
@@ -65,10 +65,10 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
                         _byteIds[b] = id;
                         _byteValue[id] = b;
                     }
-                    else throw new SharpLensException($"{path}: byte piece {id} is '{piece}', expected <0xXX>.");
+                    else throw new SharpLensException($"{path}: byte piece {id} is {TextEncoding.Quote(piece)}, expected <0xXX>.");
                     break;
                 case SentencePieceType.Unused:
-                    throw new SharpLensException($"{path}: piece {id} '{piece}' is of type UNUSED, which is not supported.");
+                    throw new SharpLensException($"{path}: piece {id} {TextEncoding.Quote(piece)} is of type UNUSED, which is not supported.");
             }
         }
         _mergeable = mergeable.GetAlternateLookup<ReadOnlySpan<char>>();
