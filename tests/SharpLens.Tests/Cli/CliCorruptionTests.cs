@@ -370,4 +370,64 @@ public sealed class CliCorruptionTests : IDisposable
         }
         AssertCleanFailure(r, [Existing, Fresh], name);
     }
+
+    /// <summary>Damage to a Hub cache holding test-org/tiny-gpt2 (refs/main → snapshot whose files link into blobs/).</summary>
+    private static readonly Dictionary<string, Action<string, string>> HubCacheDamage = new()
+    {
+        ["ref-missing"] = (repo, snap) => File.Delete(Path.Combine(repo, "refs", "main")),
+        ["ref-garbage"] = (repo, snap) => File.WriteAllBytes(Path.Combine(repo, "refs", "main"), [0xFF, 0x00, 0x2F, 0x2E, 0x2E]),
+        ["ref-dir"] = (repo, snap) => { File.Delete(Path.Combine(repo, "refs", "main")); Directory.CreateDirectory(Path.Combine(repo, "refs", "main")); },
+        ["ref-loop"] = (repo, snap) => { var p = Path.Combine(repo, "refs", "main"); File.Delete(p); File.CreateSymbolicLink(p, p); },
+        ["ref-escapes"] = (repo, snap) => File.WriteAllText(Path.Combine(repo, "refs", "main"), "../../../../../../etc"),
+        ["ref-unknown-commit"] = (repo, snap) => File.WriteAllText(Path.Combine(repo, "refs", "main"), new string('a', 40)),
+        ["blob-missing"] = (repo, snap) => File.Delete(Path.Combine(repo, "blobs", "weights")),
+        ["blob-dir"] = (repo, snap) => { File.Delete(Path.Combine(repo, "blobs", "weights")); Directory.CreateDirectory(Path.Combine(repo, "blobs", "weights")); },
+        ["link-loop"] = (repo, snap) => { var p = Path.Combine(snap, "model.safetensors"); File.Delete(p); File.CreateSymbolicLink(p, p); },
+        ["config-link-dangling"] = (repo, snap) => File.Delete(Path.Combine(repo, "blobs", "config")),
+        ["snapshots-is-file"] = (repo, snap) => { Directory.Delete(Path.Combine(repo, "snapshots"), true); File.WriteAllText(Path.Combine(repo, "snapshots"), "x"); },
+        ["repo-is-file"] = (repo, snap) => { Directory.Delete(repo, true); File.WriteAllText(repo, "x"); },
+        ["refs-unreadable"] = (repo, snap) => File.SetUnixFileMode(Path.Combine(repo, "refs", "main"), UnixFileMode.None),
+    };
+
+    public static TheoryData<string> HubCacheCases() => [.. HubCacheDamage.Keys];
+
+    /// <summary><c>sharplens download</c> offline (HF_HUB_OFFLINE=1) on a damaged cache: the cache is not usable, so a clean failure.</summary>
+    [Theory]
+    [MemberData(nameof(HubCacheCases))]
+    public async Task DownloadOfflineWithDamagedCache(string damage)
+    {
+        if (damage.EndsWith("unreadable", StringComparison.Ordinal) && IsRoot) return;
+        const string commit = "0123456789abcdef0123456789abcdef01234567";
+        string cache = Directory.CreateDirectory(Path.Combine(_dir, "hub")).FullName;
+        string repo = Path.Combine(cache, "models--test-org--tiny-gpt2"), snap = Path.Combine(repo, "snapshots", commit);
+        Directory.CreateDirectory(snap);
+        Directory.CreateDirectory(Path.Combine(repo, "blobs"));
+        Directory.CreateDirectory(Path.Combine(repo, "refs"));
+        File.WriteAllText(Path.Combine(repo, "refs", "main"), commit);
+        foreach (var (file, blob) in new[] { ("config.json", "config"), ("model.safetensors", "weights") })
+        {
+            File.Copy(Path.Combine(Golden.Dir, file), Path.Combine(repo, "blobs", blob));
+            File.CreateSymbolicLink(Path.Combine(snap, file), Path.Combine("..", "..", "blobs", blob));
+        }
+        var intact = await Download(cache);
+        Assert.True(intact.Code == 0, intact.Err);
+        Assert.Equal(snap, intact.Out.Trim());
+
+        HubCacheDamage[damage](repo, snap);
+        var r = await Download(cache);
+        Assert.True(r.Code is >= 1 and <= 127, $"{damage}: exit {r.Code}, stdout {r.Out}, stderr:\n{r.Err}");
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(l => !l.StartsWith("test-org/tiny-gpt2 at", StringComparison.Ordinal)).ToList(); // the first line says what is fetched
+        Assert.True(lines.Count == 1 && lines[0].StartsWith("error: ", StringComparison.Ordinal), $"{damage}: expected one 'error:' line, got:\n{r.Err}");
+        Assert.DoesNotContain("internal error", r.Err);
+        Assert.Equal("", r.Out);
+    }
+
+    private static async Task<(int Code, string Out, string Err)> Download(string cache)
+    {
+        var (o, e) = (new StringWriter(), new StringWriter());
+        var command = new SharpLens.Cli.Commands.DownloadCommand(() => new SharpLens.Loading.Hub.HubOptions { CacheDir = cache, Offline = true, Endpoint = "http://127.0.0.1:9" });
+        int code = await SharpLens.Cli.CliApp.Guard(() => command.RunAsync(SharpLens.Cli.CliArgs.Parse(["test-org/tiny-gpt2"]), o, e), "download", false, e, default);
+        return (code, o.ToString(), e.ToString());
+    }
 }

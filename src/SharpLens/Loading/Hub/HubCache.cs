@@ -52,7 +52,23 @@ public static partial class HubCache
         string? snapshot = TryGetCachedSnapshot(cacheDir, repoId, revision);
         if (snapshot is null) return null;
         string path = Path.Combine(snapshot, HubNames.ValidFilename(filename));
-        return File.Exists(path) ? path : null; // File.Exists follows the symlink: a dangling link is not cached
+        return IsPresent(path) ? path : null;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="path"/> is a file that can be read: a snapshot entry is a symbolic link into blobs/, and
+    /// .NET's File.Exists is true for a dangling link (it falls back to lstat), so the link is followed to its end.
+    /// A link loop, a link to a folder or a missing blob is not present.
+    /// </summary>
+    internal static bool IsPresent(string path)
+    {
+        try
+        {
+            var info = new FileInfo(path);
+            if (info.LinkTarget is null) return info.Exists;
+            return info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo { Exists: true };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; } // a loop, no permission
     }
 
     /// <summary>True when the cache records (<c>.no_exist</c>) that the file is absent from the repository at this revision.</summary>
@@ -70,7 +86,7 @@ public static partial class HubCache
 
     internal static FileState State(string cacheDir, string repoId, string commit, string filename)
     {
-        if (File.Exists(Path.Combine(RepoFolder(cacheDir, repoId), "snapshots", commit, filename))) return FileState.Present;
+        if (IsPresent(Path.Combine(RepoFolder(cacheDir, repoId), "snapshots", commit, filename))) return FileState.Present;
         return File.Exists(NoExistPath(cacheDir, repoId, commit, filename)) ? FileState.KnownMissing : FileState.Unknown;
     }
 

@@ -138,7 +138,7 @@ public sealed partial class HubClient : IDisposable
         var meta = await HeadAsync(repoId, filename, revision, ct).ConfigureAwait(false);
         string pointer = Path.Combine(repoFolder, "snapshots", meta.Commit, filename);
         // The ref moves only once the file is in place: a failed download leaves refs/ as it was.
-        if (File.Exists(pointer))
+        if (HubCache.IsPresent(pointer)) // not File.Exists: that is true for a dangling link, which is then re-made
         {
             if (revision != meta.Commit) WriteRef(repoFolder, revision, meta.Commit);
             return (pointer, meta.Commit);
@@ -148,7 +148,7 @@ public sealed partial class HubClient : IDisposable
         using (await AcquireLockAsync(HubCache.LockPath(cache, repoId, meta.Etag), ct).ConfigureAwait(false))
         {
             // Another process may have finished this blob while we waited for the lock.
-            if (!File.Exists(blob)) await DownloadBlobAsync(repoId, filename, meta, blob, progress, ct).ConfigureAwait(false);
+            if (!HubCache.IsPresent(blob)) await DownloadBlobAsync(repoId, filename, meta, blob, progress, ct).ConfigureAwait(false);
             CreatePointer(blob, pointer);
         }
         if (revision != meta.Commit) WriteRef(repoFolder, revision, meta.Commit);
