@@ -33,11 +33,12 @@ public sealed partial class HookedTransformer
     /// converting (no processing, weights stored in <paramref name="dtype"/>, safetensors) the parameters are views of
     /// the memory-mapped files. Otherwise, with <paramref name="useWeightsCache"/> (and unless
     /// <c>SHARPLENS_WEIGHTS_CACHE=0</c>), the converted parameters come from, or are written to, the processed-weights
-    /// cache (<see cref="WeightsCache"/>).
+    /// cache (<see cref="WeightsCache"/>). <paramref name="options"/> defaults to TransformerLens's processing
+    /// (<see cref="ProcessingOptions.Default"/>), as for <see cref="FromPretrained"/>.
     /// </summary>
-    public static HookedTransformer FromFolder(string folder, ProcessingOptions options, string? modelName = null, ScalarType dtype = ScalarType.Float32,
+    public static HookedTransformer FromFolder(string folder, ProcessingOptions? options = null, string? modelName = null, ScalarType dtype = ScalarType.Float32,
         bool useWeightsCache = true) =>
-        LoadFolder(folder, options, modelName, dtype, useWeightsCache ? WeightsCache.FromEnvironment() : null);
+        LoadFolder(folder, options ?? ProcessingOptions.Default, modelName, dtype, useWeightsCache ? WeightsCache.FromEnvironment() : null);
 
     /// <summary><see cref="FromFolder"/> with an explicit weights cache (null = none).</summary>
     internal static HookedTransformer LoadFolder(string folder, ProcessingOptions options, string? modelName, ScalarType dtype, WeightsCache? cache)

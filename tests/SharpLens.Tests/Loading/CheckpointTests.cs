@@ -107,6 +107,16 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void FromFolderWithoutOptionsProcessesLikeFromPretrained()
+    {
+        // README: FromFolder(folder, useWeightsCache: false) — options default to TransformerLens's processing.
+        using var plain = SharpLens.Model.HookedTransformer.FromFolder(Golden.Dir, useWeightsCache: false);
+        using var none = SharpLens.Model.HookedTransformer.FromFolder(Golden.Dir, ProcessingOptions.None, useWeightsCache: false);
+        Assert.Equal("LNPre", plain.Config.NormalizationType);
+        Assert.Equal("LN", none.Config.NormalizationType);
+    }
+
+    [Fact]
     public void FolderErrors()
     {
         var missing = P("nope");
