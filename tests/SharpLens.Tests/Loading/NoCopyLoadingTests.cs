@@ -143,8 +143,8 @@ public sealed class NoCopyLoadingTests : IDisposable
     }
 
     /// <summary>
-    /// The mapped layouts compute what the fused copy computes: logits and q/k/v hooks of an unprocessed load against a
-    /// model built from copies of the same parameters (which fuses q/k/v into one matrix).
+    /// The mapped layouts compute what the fused copy computes: logits, q/k/v hooks and parameter gradients of an
+    /// unprocessed load against a model built from copies of the same parameters (which fuses q/k/v into one matrix).
     /// </summary>
     [SkippableTheory]
     [InlineData("tiny-llama", "separate")]
@@ -171,6 +171,15 @@ public sealed class NoCopyLoadingTests : IDisposable
                 Assert.Equal(c2[n].shape, c1[n].shape);
                 Assert.True(c1[n].allclose(c2[n], rtol: 1e-5, atol: 1e-6), $"{n} differs by {(c1[n] - c2[n]).abs().max().item<float>()}");
             }
+        }
+        // Parameter gradients reach W_Q/W_K/W_V/b_* through whichever matrices the projection multiplies with.
+        Tensor Loss(Tensor l) => HookedTransformer.LossFromLogits(l, tokens);
+        Assert.Equal(copy.Backward(tokens, Loss), mapped.Backward(tokens, Loss), 5);
+        foreach (var n in mapped.ParameterNames)
+        {
+            var (g1, g2) = (mapped.ParameterGrad(n), copy.ParameterGrad(n));
+            Assert.True(g1 is not null && g2 is not null, n);
+            Assert.True(g1.allclose(g2, rtol: 1e-4, atol: 1e-6), $"gradient of {n} differs by {(g1 - g2).abs().max().item<float>()}");
         }
     }
 
