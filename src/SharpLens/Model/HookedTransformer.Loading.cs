@@ -145,7 +145,15 @@ public sealed partial class HookedTransformer
             // Without processing the weights stay mapped, and are used as they are when their dtype is the model's.
             bool f32 = StoredFloatTypes(folder, family) is { } types && types.All(t => t == ScalarType.Float32);
             var raw = Checkpoint.LoadStateDict(folder, writable: process && f32, skip: family.IsUnused);
-            var sd = family.ConvertWeights(raw, cfg);
+            Dictionary<string, Tensor> sd;
+            try { sd = family.ConvertWeights(raw, cfg); }
+            catch (System.Runtime.InteropServices.ExternalException e)
+            {
+                // A native error while reshaping the weights the config describes (fuzzing found a Scalar conversion
+                // overflow in Gemma's): the config and the weights do not go together.
+                throw new SharpLensException($"{Path.Combine(folder, "config.json")}: the checkpoint's weights cannot be converted with this config " +
+                    $"({e.Message.Split('\n')[0].Trim()}). Is config.json the one that belongs to these weights?", e);
+            }
             var kept = sd.Values.ToHashSet(ReferenceEqualityComparer.Instance);
             foreach (var t in raw.Values.Where(t => !kept.Contains(t))) t.Dispose(); // handles the state dict no longer needs
             if (process)

@@ -105,8 +105,16 @@ public sealed class TiktokenTokenizerFile : ITokenizer
 
         TiktokenTokenizer tiktoken;
         var regex = new Regex(Llama3Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
-        using (var stream = File.OpenRead(path))
+        // Microsoft.ML.Tokenizers decodes base64 more strictly than Convert (padding inside a token): its refusal names the file.
+        try
+        {
+            using var stream = File.OpenRead(path);
             tiktoken = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(regex, specialIds), normalizer: null, specialIds);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new SharpLensException($"{path}: not a valid tiktoken file: {e.Message}", e);
+        }
 
         int? Id(string? token) => token is not null && specialIds.TryGetValue(token, out int id) ? id : null;
         int? bos = config.Mentioned.Contains("bos_token") ? Id(config.Bos) : Llama3Ranks;
