@@ -21,7 +21,7 @@ internal sealed class RunCommand : CliCommand
     public override string Summary => "Run a model and export logits + every cached activation to safetensors.";
     public override IReadOnlyList<Symbol> Symbols { get; } =
     [
-        Opt.Value("model", "<name|dir>", "official name, Hugging Face repo id or local folder", required: true),
+        Opt.Value("model", "M", "official name, Hugging Face repo id or local folder", required: true),
         ModelLoading.RevisionOption(),
         ModelLoading.DtypeOption(),
         ModelLoading.NoWeightsCacheOption(),

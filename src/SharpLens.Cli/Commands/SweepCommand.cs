@@ -29,7 +29,7 @@ internal sealed class SweepCommand : CliCommand
         needed) and reports each SAE feature's firing frequency and mean activation over every real token. Items of
         --batch-size prompts are pulled by workers ('sharplens worker'); the merged result is exactly what
         'sharplens patch' (attribution: 'sharplens patch --method attribution') / 'sharplens dla' write for the whole
-        dataset, plus a "job" record (id, items, workers_seen, items_retried). An item whose worker dies is redone by
+        dataset, plus a "job" record (id, items, workers_seen, items_retried, late_results_ignored, completions). An item whose worker dies is redone by
         another; each item's result is recorded once. Without --redis everything runs in this process.
         """;
     public override IReadOnlyList<Symbol> Symbols { get; } =
