@@ -27,6 +27,8 @@ if (args is ["--load-probe", var probeFolder])
     return 0;
 }
 if (LargeBench.IsProbe(args)) return LargeBench.Probe(args); // child process of --large: one load
+// What the q/k/v projection layout costs a forward (separate / interleaved on the mapped file vs fused): --qkv-layouts [ROUNDS]
+if (args is ["--qkv-layouts", ..]) return QkvLayouts.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10);
 if (args is ["--tokenizers-only", ..] && FamilyTokenizers.FindFixtures() is { } only)
 {
     // Quick look at the family tokenizers alone: dotnet run -c Release --project bench/SharpLens.Bench -- --tokenizers-only
