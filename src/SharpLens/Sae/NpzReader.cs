@@ -26,9 +26,12 @@ public static partial class NpzReader
                 result[entry.FullName[..^4]] = ReadNpy(s, entry.Length, $"{path}:{entry.FullName}");
             }
         }
-        catch
+        catch (Exception e)
         {
             foreach (var t in result.Values) t.Dispose();
+            // The zip's central directory is read lazily and its entries on demand: damage shows up here, not at open.
+            if (e is InvalidDataException or EndOfStreamException or IOException or OverflowException or NotSupportedException)
+                throw new SharpLensException($"{path}: damaged .npz archive ({e.Message.ReplaceLineEndings(" ")}); the file is truncated or corrupted.", e);
             throw;
         }
         return result;
@@ -38,6 +41,7 @@ public static partial class NpzReader
     {
         try { return ZipFile.OpenRead(path); }
         catch (InvalidDataException e) { throw new SharpLensException($"{path} is not an .npz file (not a zip archive): {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SharpLensException($"{path}: cannot be read: {e.Message}", e); }
     }
 
     /// <summary>One <c>.npy</c> array from a stream of <paramref name="length"/> bytes.</summary>
@@ -53,6 +57,8 @@ public static partial class NpzReader
         if (major == 1) { stream.ReadExactly(len[..2]); headerLen = len[0] | len[1] << 8; }
         else if (major is 2 or 3) { stream.ReadExactly(len); headerLen = BitConverter.ToInt32(len); }
         else throw new SharpLensException($"{what}: unsupported .npy format version {major}.");
+        if (headerLen < 0 || headerLen > length)
+            throw new SharpLensException($"{what}: .npy header length {headerLen} does not fit the {length}-byte array; the file is damaged.");
         var headerBytes = new byte[headerLen];
         stream.ReadExactly(headerBytes);
         string header = System.Text.Encoding.Latin1.GetString(headerBytes);
@@ -60,7 +66,7 @@ public static partial class NpzReader
         var fortran = FortranRe().Match(header);
         var shapeM = ShapeRe().Match(header);
         if (!descr.Success || !fortran.Success || !shapeM.Success)
-            throw new SharpLensException($"{what}: cannot parse the .npy header {header.Trim()}.");
+            throw new SharpLensException($"{what}: cannot parse the .npy header {header.Trim().ReplaceLineEndings(" ")}.");
         var (dtype, size) = descr.Groups[1].Value switch
         {
             "<f4" => (ScalarType.Float32, 4),

@@ -130,6 +130,24 @@ public sealed class TokenizerSaeFuzzTests(ITestOutputHelper output) : IDisposabl
         }, () => UseSae(folder), output);
     }
 
+    /// <summary>A damaged Gemma Scope <c>params.npz</c> (a zip of .npy arrays): its start, its .npy headers and its central directory.</summary>
+    [Fact]
+    public void GemmaScopeParamsNpz()
+    {
+        var valid = File.ReadAllBytes(Path.Combine(SaeGolden.Folder("jumprelu_blocks.1.hook_mlp_out_gemma_scope"), "params.npz"));
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "npz")).FullName, path = Path.Combine(folder, "params.npz");
+        Fuzzer.Run("params.npz", seed: 66, iterations: 300, m =>
+        {
+            File.WriteAllBytes(path, HeadOrTail(m, valid, out var what));
+            return (what, "params.npz");
+        }, () =>
+        {
+            using var sae = SparseAutoencoder.Load(path, "blocks.1.hook_mlp_out");
+            using var scope = NewDisposeScope();
+            sae.Forward(randn(2, 3, sae.Config.DIn)).sum().item<float>();
+        }, output);
+    }
+
     private static string DamageTensor(Mutator m, string path)
     {
         string what = "";
