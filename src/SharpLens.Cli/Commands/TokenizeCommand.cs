@@ -71,13 +71,13 @@ internal sealed class TokenizeCommand : CliCommand
         string folder = Directory.Exists(model) ? model
             : DownloadDisplay.RunAsync(stderr, p => Task.Run(() => PretrainedSource.ResolveFolder(model, new LoadOptions { Progress = p })))
                 .GetAwaiter().GetResult();
-        var tokenizer = TokenizerLoader.FromPath(folder);
         string configPath = Path.Combine(folder, "config.json");
-        if (!File.Exists(configPath)) return (tokenizer, true);   // a bare tokenizer folder: TransformerLens's default is to prepend
+        if (!File.Exists(configPath)) return (TokenizerLoader.FromPath(folder), true);   // a bare tokenizer folder: TransformerLens's default is to prepend
         var hf = JsonInput.ParseFileNode(configPath) as JsonObject
             ?? throw new SharpLensException($"{configPath} must hold a JSON object (the model's config).");
         var cfg = ModelFamilies.ForConfig(hf, configPath).CreateConfig(hf, Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)));
-        TokenizerLoader.CheckFitsModel(tokenizer, cfg.DVocab, cfg.ModelName);
+        // The tokenizer the model itself would use (GPT-2-vocabulary folders: the built-in GPT-2 BPE, files or not).
+        var tokenizer = TokenizerLoader.ForModelFolder(folder, cfg) ?? TokenizerLoader.FromPath(folder);
         return (tokenizer, cfg.DefaultPrependBos);
     }
 

@@ -113,13 +113,9 @@ public sealed partial class HookedTransformer
         warnings = notes;
         model.LoadWarnings = warnings;
         // GPT-2-vocabulary models use the built-in (fast, offline) GPT-2 BPE; others the files shipped with the checkpoint.
-        // Other families: whatever tokenizer files the folder has (tokenizer.json, tokenizer.model, vocab.json + merges.txt).
         try
         {
-            model.Tokenizer = cfg.TokenizerName == "gpt2" && cfg.DVocab == Tokenization.Gpt2Tokenizer.Default.VocabSize
-                ? Tokenization.Gpt2Tokenizer.Default
-                : Tokenization.TokenizerLoader.FromFolder(folder);
-            if (model.Tokenizer is { } tokenizer) Tokenization.TokenizerLoader.CheckFitsModel(tokenizer, cfg.DVocab, cfg.ModelName);
+            model.Tokenizer = Tokenization.TokenizerLoader.ForModelFolder(folder, cfg);
         }
         catch
         {

@@ -31,6 +31,20 @@ public static class TokenizerLoader
     }
 
     /// <summary>
+    /// The tokenizer a model loaded from <paramref name="folder"/> with config <paramref name="cfg"/> uses: GPT-2's
+    /// built-in BPE (fast, offline) for GPT-2-vocabulary models (tokenizer "gpt2", 50257 tokens), whatever files the
+    /// folder has; for every other model the folder's tokenizer files (<see cref="FromFolder"/>), null when it has none.
+    /// Checked against the model's vocabulary size.
+    /// </summary>
+    public static ITokenizer? ForModelFolder(string folder, Model.HookedTransformerConfig cfg)
+    {
+        ArgumentNullException.ThrowIfNull(cfg);
+        var tokenizer = cfg.TokenizerName == "gpt2" && cfg.DVocab == Gpt2Tokenizer.Default.VocabSize ? Gpt2Tokenizer.Default : FromFolder(folder);
+        if (tokenizer is not null) CheckFitsModel(tokenizer, cfg.DVocab, cfg.ModelName);
+        return tokenizer;
+    }
+
+    /// <summary>
     /// A tokenizer from a folder laid out like a model repository (which must hold one), or from one tokenizer file:
     /// <c>*.json</c> (a Hugging Face tokenizer.json, or a vocab.json with merges.txt beside it) or a
     /// SentencePiece / tiktoken <c>*.model</c> file of any name.

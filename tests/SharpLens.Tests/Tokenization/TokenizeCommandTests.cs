@@ -71,6 +71,24 @@ public sealed class TokenizeCommandTests
     }
 
     [Fact]
+    public async Task ModelFolderUsesTheTokenizerTheModelUses()
+    {
+        // A GPT-2-vocabulary checkpoint without tokenizer files: the model runs text through the built-in GPT-2 BPE,
+        // so 'tokenize --model' on that folder must too (it failed with "no tokenizer file").
+        string dir = TestEnvironment.NewTempDir("tokenize-gpt2-folder-");
+        File.Copy(Path.Combine(Golden.Dir, "config.json"), Path.Combine(dir, "config.json"));
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(dir, "config.json")).Replace("\"vocab_size\": 1000", "\"vocab_size\": 50257"));
+        var (code, stdout, stderr) = await Run("tokenize", "--model", dir, "--json", "Hello world");
+        Assert.True(code == 0, stderr);
+        Assert.Equal([50256, 15496, 995], JsonDocument.Parse(stdout).RootElement[0].GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()));
+
+        // Another vocabulary and no tokenizer files: still an error naming what was looked for.
+        (code, _, stderr) = await Run("tokenize", "--model", Golden.Dir, "x");
+        Assert.Equal(1, code);
+        Assert.Contains("no tokenizer file", stderr);
+    }
+
+    [Fact]
     public async Task UnknownModelAndMissingTextAreErrors()
     {
         var (code, _, stderr) = await Run("tokenize", "--model", "gpt2-smal", "x");
