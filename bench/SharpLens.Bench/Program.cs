@@ -54,7 +54,7 @@ for (int i = 0; i < args.Length; i++)
         case "--interop-threads": interop = int.Parse(Next()); break;
         case "--dtype": dtype = ModelDtype.Parse(Next()); break;
         case "-h" or "--help":
-            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16] [--large]");
+            Console.WriteLine("usage: SharpLens.Bench [--model DIR] [--json out.json] [--quick] [--runs N] [--threads N] [--interop-threads N] [--dtype float32|bfloat16|float16] [--large]\n       SharpLens.Bench --tokenizers-only   (the family tokenizer phase alone)");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
