@@ -80,10 +80,20 @@ public static partial class NpzReader
             "|b1" => (ScalarType.Bool, 1),
             var d => throw new SharpLensException($"{what}: unsupported .npy dtype '{d}' (supported: little-endian float16/32/64, int8/16/32/64, uint8, bool)."),
         };
-        long[] shape = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(long.Parse).ToArray();
-        long n = shape.Aggregate(1L, (a, b) => a * b);
-        long dataLen = n * size;
+        var dimTexts = shapeM.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var shape = new long[dimTexts.Length];
+        long n = 1, dataLen;
+        try
+        {
+            for (int i = 0; i < shape.Length; i++)
+            {
+                if (!long.TryParse(dimTexts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out shape[i]))
+                    throw new SharpLensException($"{what}: .npy shape ({shapeM.Groups[1].Value.ReplaceLineEndings(" ")}) must list non-negative integers.");
+                n = checked(n * shape[i]);
+            }
+            dataLen = checked(n * size);
+        }
+        catch (OverflowException) { throw new SharpLensException($"{what}: .npy shape ({shapeM.Groups[1].Value}) is too large; the file is damaged."); }
         long headerTotal = 8 + (major == 1 ? 2 : 4) + headerLen;
         if (length >= 0 && headerTotal + dataLen != length)
             throw new SharpLensException($"{what}: holds {length - headerTotal} data bytes, but shape [{string.Join(", ", shape)}] of {descr.Groups[1].Value} needs {dataLen}.");

@@ -223,14 +223,15 @@ public sealed class BpeTokenizerFile : ITokenizer
         string addedPath = Path.Combine(folder, "added_tokens.json");
         // An added token must not take an id that belongs to another token (the tokenizer's id table would hold two
         // strings for one id): name the file that says so rather than fail later inside the BPE builder.
-        Dictionary<int, string>? owner = null;
+        Dictionary<int, (string Token, string File)>? owner = null;
         void Add(string token, int id, string file)
         {
-            if (owner is null) { owner = []; foreach (var (t, i) in vocab) owner.TryAdd(i, t); }
-            if (owner.TryGetValue(id, out var other) && other != token)
-                throw new SharpLensException($"{file}: added token {Shorten(TextEncoding.Quote(token))} has id {id}, which already belongs to " +
-                    $"{Shorten(TextEncoding.Quote(other))}; each id names one token.");
-            owner[id] = token;
+            if (owner is null) { owner = []; foreach (var (t, i) in vocab) owner.TryAdd(i, (t, vocabPath)); }
+            // Either file may be the damaged one: the message names both.
+            if (owner.TryGetValue(id, out var other) && other.Token != token)
+                throw new SharpLensException($"{file}: added token {Shorten(TextEncoding.Quote(token))} has id {id}, which {other.File} gives to " +
+                    $"{Shorten(TextEncoding.Quote(other.Token))}; each id names one token.");
+            owner[id] = (token, file);
             added[token] = id;
         }
         if (File.Exists(addedPath))
