@@ -67,6 +67,21 @@ public sealed class HubFaultTests : HubTestBase
     }
 
     [Fact]
+    public async Task UnreachableHubSaysWhatWorksOffline()
+    {
+        // A port nobody listens on: connection refused, as with no network the first set-up command would see.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        using var client = new HubClient(Options(retries: 0) with { Endpoint = $"http://127.0.0.1:{port}" });
+        var e = await Assert.ThrowsAsync<HubException>(() => client.DownloadFileAsync(Repo, "config.json"));
+        Assert.Contains("failed after 1 try", e.Message);
+        Assert.Contains($"Check the network connection to http://127.0.0.1:{port} (HF_ENDPOINT)", e.Message);
+        Assert.Contains("HF_HUB_OFFLINE=1", e.Message);
+    }
+
+    [Fact]
     public async Task PersistentServerErrorFailsAfterBoundedRetries()
     {
         Hub.Fail500Count = 1000;
@@ -74,6 +89,7 @@ public sealed class HubFaultTests : HubTestBase
         var e = await Assert.ThrowsAsync<HubException>(() => client.DownloadFileAsync(Repo, "config.json"));
         Assert.Contains("failed after 3 tries", e.Message);
         Assert.Contains("HTTP 500", e.Message);
+        Assert.DoesNotContain("HF_HUB_OFFLINE", e.Message);   // the Hub answered: no network advice
         Assert.Equal(3, Hub.Log.Count);
     }
 

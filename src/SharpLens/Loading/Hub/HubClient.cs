@@ -430,7 +430,12 @@ public sealed partial class HubClient : IDisposable
             catch (TransientException e)
             {
                 if (i >= Options.MaxRetries)
-                    throw new HubException($"{what} failed after {i + 1} {(i == 0 ? "try" : "tries")}: {e.Message}.", e);
+                    throw new HubException($"{what} failed after {i + 1} {(i == 0 ? "try" : "tries")}: {e.Message}." +
+                        // The Hub was not reached at all (no network, DNS, refused, silent): say what works without it.
+                        (e.InnerException is HttpRequestException or OperationCanceledException
+                            ? $" Check the network connection to {Options.Endpoint} (HF_ENDPOINT); without one, load a local model " +
+                              "folder (config.json + weights) or set HF_HUB_OFFLINE=1 to use only what the Hugging Face cache holds."
+                            : ""), e);
                 var delay = Options.RetryDelay * Math.Pow(2, i);
                 await Task.Delay(delay < TimeSpan.FromSeconds(30) ? delay : TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
             }
