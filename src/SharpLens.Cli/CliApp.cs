@@ -74,7 +74,7 @@ internal static class CliApp
         if (argv.Length == 0 || argv is ["help"])
         {
             RootCommand.Parse(["--help"]).Invoke(invocation);
-            return argv.Length == 0 ? 1 : 0;
+            return argv.Length == 0 ? 2 : 0;   // no command is a usage error (README: exit 2)
         }
         if (argv is ["help", var topic]) argv = [topic, "--help"];
 

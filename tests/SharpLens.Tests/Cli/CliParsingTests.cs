@@ -25,10 +25,10 @@ public sealed class CliParsingTests
     }
 
     [Fact]
-    public void NoArgumentsPrintsHelpWithExitOneAndHelpWordWithZero()
+    public void NoArgumentsPrintsHelpWithExitTwoAndHelpWordWithZero()
     {
         var none = Run();
-        Assert.Equal(1, none.Code);
+        Assert.Equal(2, none.Code);   // a usage error, as README's exit codes say
         Assert.Contains("tokenize", none.Out);
         Assert.Equal(0, Run("help").Code);
         var topic = Run("help", "run");
