@@ -72,7 +72,7 @@ public static class ModelRegistry
 
     /// <summary>
     /// An official name or alias (case-insensitive), or a repo id: the registry row when it is one of ours, else the
-    /// id as is. Anything else is an error listing the supported names, closest first.
+    /// id as is. Anything else is an error listing the closest supported names (all of them would be ~150 lines' worth).
     /// </summary>
     public static ModelInfo Resolve(string nameOrRepo)
     {
@@ -85,10 +85,12 @@ public static class ModelRegistry
             return rows.FirstOrDefault(r => r.RepoId.Equals(nameOrRepo, StringComparison.OrdinalIgnoreCase))
                 ?? new ModelInfo(nameOrRepo, nameOrRepo, [], "?", null, null) { IsOfficial = false };
         }
-        var names = rows.SelectMany(Names).ToList();
+        var names = rows.SelectMany(Names).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        const int shown = 8;
         throw new SharpLensException($"unknown model '{nameOrRepo}'. Supported: " +
-            string.Join(", ", NameSuggestions.Closest(nameOrRepo, names, names.Count)) +
-            " (closest first), or a Hugging Face repo id such as 'openai-community/gpt2'.");
+            string.Join(", ", NameSuggestions.Closest(nameOrRepo, names, shown)) +
+            $" (the {shown} closest of {names.Count} names and aliases; 'sharplens models' / ModelRegistry.All list every model), " +
+            "or a Hugging Face repo id such as 'openai-community/gpt2'.");
     }
 
     private static IEnumerable<string> Names(ModelInfo r) => r.Aliases.Prepend(r.Name);
