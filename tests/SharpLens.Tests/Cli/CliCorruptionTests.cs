@@ -194,6 +194,38 @@ public sealed class CliCorruptionTests : IDisposable
         AssertCleanFailure(r, outputs, $"{command} / {damage}");
     }
 
+    public static TheoryData<string, string> FamilyCases()
+    {
+        var d = new TheoryData<string, string>();
+        foreach (var f in new[] { "tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-gptj", "tiny-llama", "tiny-mistral", "tiny-neo", "tiny-neox",
+                     "tiny-olmo2", "tiny-opt", "tiny-phi3", "tiny-qwen2", "tiny-qwen3" })
+            foreach (var damage in new[] { "truncated", "int64", "no-first-tensor", "config-layers-string", "config-no-vocab", "config-gpt2" })
+                d.Add(f, damage);
+        return d;
+    }
+
+    /// <summary>Every family's folder, damaged in a few generic ways, through <c>sharplens run</c>.</summary>
+    [Theory]
+    [MemberData(nameof(FamilyCases))]
+    public void DamagedFamilyFolder(string family, string damage)
+    {
+        string model = CopyModel(family);
+        string weights = Path.Combine(model, "model.safetensors");
+        string first;
+        using (var f = SafetensorsFile.Open(weights)) first = f.Names.Order(StringComparer.Ordinal).First();
+        switch (damage)
+        {
+            case "truncated": File.WriteAllBytes(weights, File.ReadAllBytes(weights)[..(int)(new FileInfo(weights).Length * 2 / 3)]); break;
+            case "int64": EditTensors(weights, t => { foreach (var k in t.Keys.ToList()) t[k] = t[k].to(ScalarType.Int64); }); break;
+            case "no-first-tensor": EditTensors(weights, t => t.Remove(first)); break;
+            case "config-layers-string": EditConfig(model, o => { foreach (var k in new[] { "num_hidden_layers", "n_layer", "num_layers" }) if (o.ContainsKey(k)) o[k] = "2"; }); break;
+            case "config-no-vocab": EditConfig(model, o => o.Remove("vocab_size")); break;
+            default: File.Copy(Path.Combine(Golden.Dir, "config.json"), Path.Combine(model, "config.json"), true); break;
+        }
+        var (r, outputs) = RunCommand("run", model);
+        AssertCleanFailure(r, outputs, $"{family} / {damage}");
+    }
+
     /// <summary>Damaged prompt, token, answer, SAE and text files, and out-of-range arguments, with the intact tiny GPT-2.</summary>
     public static TheoryData<string> InputCases() => [.. InputDamage.Keys];
 

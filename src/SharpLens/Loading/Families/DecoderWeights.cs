@@ -69,9 +69,14 @@ public static class DecoderWeights
 
     /// <summary>
     /// The unembedding: <c>lm_head.weight</c>ᵀ when the checkpoint has it, else the tied embedding ᵀ; plus zero <c>b_U</c>.
+    /// With <paramref name="headRequired"/> (config.json does not tie them) a missing <c>lm_head.weight</c> is an error
+    /// rather than a silent tie: the checkpoint is incomplete or the config is not its own.
     /// </summary>
-    public static void AddUnembed(Dictionary<string, Tensor> sd, CheckpointTensors hf, HookedTransformerConfig cfg, Tensor embed)
+    public static void AddUnembed(Dictionary<string, Tensor> sd, CheckpointTensors hf, HookedTransformerConfig cfg, Tensor embed, bool headRequired = false)
     {
+        if (headRequired && !hf.Has("lm_head.weight"))
+            throw new SharpLensException($"{cfg.OriginalArchitecture} checkpoint has no 'lm_head.weight' but config.json does not set " +
+                "tie_word_embeddings = true. Set it if the model ties its unembedding to the token embedding.");
         var head = hf.Has("lm_head.weight") ? hf.Get("lm_head.weight", cfg.DVocabOut, cfg.DModel) : embed;
         sd["unembed.W_U"] = head.t();
         sd["unembed.b_U"] = zeros(cfg.DVocabOut, dtype: embed.dtype);

@@ -27,7 +27,7 @@ public sealed class Olmo2Family : IModelFamily
             nLayers: c.Int("num_hidden_layers"), dModel: d, nCtx: c.Int("max_position_embeddings"), dHead: c.HeadDim(d, h), nHeads: h,
             dVocab: c.Int("vocab_size"), dMlp: c.Int("intermediate_size"), actFn: c.OptString("hidden_act") ?? "silu",
             normalizationType: "RMS", eps: c.OptDouble("rms_norm_eps") ?? 1e-6, positionalEmbeddingType: "rotary",
-            originalArchitecture: "Olmo2ForCausalLM", modelName: modelName, initializerRange: c.OptDouble("initializer_range") ?? 0.02,
+            originalArchitecture: "Olmo2ForCausalLM", tieWordEmbeddings: c.OptBool("tie_word_embeddings") ?? false, modelName: modelName, initializerRange: c.OptDouble("initializer_range") ?? 0.02,
             bosTokenId: c.TokenId("bos_token_id"), eosTokenId: c.TokenId("eos_token_id"), padTokenId: c.TokenId("pad_token_id"),
             // TransformerLens's OLMo-2 models have no n_key_value_heads (plain W_K/W_V names); keep that unless grouped.
             nKeyValueHeads: kv == h ? null : kv, rotaryBase: c.OptDouble("rope_theta") ?? 10000, gatedMlp: true,
@@ -53,7 +53,7 @@ public sealed class Olmo2Family : IModelFamily
             DecoderWeights.AddGatedMlp(sd, hf, hp + "mlp.", tp + "mlp.", cfg);
         }
         sd["ln_final.w"] = hf.Get("model.norm.weight", d);
-        DecoderWeights.AddUnembed(sd, hf, cfg, embed);
+        DecoderWeights.AddUnembed(sd, hf, cfg, embed, headRequired: !cfg.TieWordEmbeddings);
         hf.ThrowOnUnused($"a {cfg.NLayers}-layer model");
         return sd;
     }

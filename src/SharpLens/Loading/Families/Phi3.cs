@@ -30,7 +30,7 @@ public sealed class Phi3Family : IModelFamily
             nLayers: layers, dModel: d, nCtx: c.Int("max_position_embeddings"), dHead: dh, nHeads: h,
             dVocab: c.Int("vocab_size"), dMlp: c.Int("intermediate_size"), actFn: c.OptString("hidden_act") ?? "silu",
             normalizationType: "RMS", eps: c.OptDouble("rms_norm_eps") ?? 1e-5, positionalEmbeddingType: "rotary",
-            originalArchitecture: "Phi3ForCausalLM", modelName: modelName, initializerRange: c.OptDouble("initializer_range") ?? 0.02,
+            originalArchitecture: "Phi3ForCausalLM", tieWordEmbeddings: c.OptBool("tie_word_embeddings") ?? false, modelName: modelName, initializerRange: c.OptDouble("initializer_range") ?? 0.02,
             bosTokenId: c.TokenId("bos_token_id"), eosTokenId: c.TokenId("eos_token_id"), padTokenId: c.TokenId("pad_token_id"),
             nKeyValueHeads: c.OptInt("num_key_value_heads") ?? h, rotaryDim: (int)(dh * partial),
             rotaryBase: c.OptDouble("rope_theta") ?? 10000, gatedMlp: true,
@@ -58,7 +58,7 @@ public sealed class Phi3Family : IModelFamily
             DecoderWeights.AddGatedMlp(sd, tp + "mlp.", cfg, gateUp.narrow(0, 0, m), gateUp.narrow(0, m, m), hf.Get(hp + "mlp.down_proj.weight", d, m));
         }
         sd["ln_final.w"] = hf.Get("model.norm.weight", d);
-        DecoderWeights.AddUnembed(sd, hf, cfg, embed);
+        DecoderWeights.AddUnembed(sd, hf, cfg, embed, headRequired: !cfg.TieWordEmbeddings);
         hf.ThrowOnUnused($"a {cfg.NLayers}-layer model");
         return sd;
     }
