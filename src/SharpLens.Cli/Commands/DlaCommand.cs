@@ -36,6 +36,7 @@ internal sealed class DlaCommand : CliCommand
             ModelLoading.Revision(args), ModelLoading.Dtype(args), ModelLoading.UseWeightsCache(args));
         args.RejectUnknown();
         if (args.Positionals.Count > 0) throw new CliUsageException($"unexpected argument {TextEncoding.Excerpt(args.Positionals[0])}.");
+        DlaInput.CheckFile(prompts);
         return Task.FromResult(DlaSession.Run(o, m => DlaInput.FromFile(m, prompts), "Direct logit attribution", stdout, stderr));
     }
 }

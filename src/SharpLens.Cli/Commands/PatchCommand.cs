@@ -52,6 +52,7 @@ internal sealed class PatchCommand : CliCommand
             throw new CliUsageException($"unknown --kind '{kindName}'. Allowed: {string.Join(", ", Kinds.Keys)}." + NameSuggestions.DidYouMean(kindName, Kinds.Keys));
 
         AtomicFile.RequireFolders(json, report);
+        DlaInput.CheckFile(clean); // before the model loads: a damaged file fails at once
         using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype,
             useWeightsCache: ModelLoading.UseWeightsCache(args));
         var cleanPrompts = DlaInput.FromFile(model, clean);

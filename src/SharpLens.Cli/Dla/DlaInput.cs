@@ -52,7 +52,15 @@ internal static class DlaInput
     /// Reads prompts.json: an array of <c>{"prompt","correct","incorrect"}</c> or
     /// <c>{"tokens":[ids],"correct_id","incorrect_id"}</c> entries.
     /// </summary>
-    public static List<DlaPrompt> FromFile(HookedTransformer model, string path)
+    public static List<DlaPrompt> FromFile(HookedTransformer model, string path) => Read(model, path);
+
+    /// <summary>
+    /// The checks of <see cref="FromFile"/> that need no model (JSON, entry shapes, integer ids), run before the model
+    /// loads: a damaged prompts file then fails at once, with its error as the only line on stderr.
+    /// </summary>
+    public static void CheckFile(string path) => Read(null, path);
+
+    private static List<DlaPrompt> Read(HookedTransformer? model, string path)
     {
         if (!File.Exists(path)) throw new SharpLensException($"Prompts file '{path}' does not exist.");
         using (var doc = JsonInput.ParseFile(path))
@@ -82,6 +90,7 @@ internal static class DlaInput
                         throw new SharpLensException($"{where}: a token entry needs \"tokens\" (array of ids), \"correct_id\" and \"incorrect_id\" (integers).");
                     }
                     if (ids.Length == 0) throw new SharpLensException($"{where}: \"tokens\" is empty.");
+                    if (model is null) { i++; continue; }
                     var outside = ids.Concat([c, w]).Where(x => x < 0 || x >= model.Config.DVocab).ToList();
                     if (outside.Count > 0)
                         throw new SharpLensException($"{where}: token id {outside[0]} is outside the vocabulary [0, {model.Config.DVocab}).");
@@ -94,12 +103,12 @@ internal static class DlaInput
                     string Field(string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
                         : throw new SharpLensException($"{where}: missing string field \"{name}\" (entries are {{\"prompt\", \"correct\", \"incorrect\"}} or {{\"tokens\", \"correct_id\", \"incorrect_id\"}}).");
                     var pair = new PromptPair(Field("prompt"), Field("correct"), Field("incorrect"));
-                    result.Add(FromPairs(model, [pair], _ => where)[0]);
+                    if (model is not null) result.Add(FromPairs(model, [pair], _ => where)[0]);
                 }
                 i++;
             }
             for (int k = 0; k < result.Count; k++)
-                if (result[k].Ids.Length > model.Config.NCtx)
+                if (result[k].Ids.Length > model!.Config.NCtx)
                     throw new SharpLensException($"{path}: entry {k} ({TextEncoding.Excerpt(result[k].Prompt)}) has {result[k].Ids.Length} tokens, " +
                         $"more than n_ctx = {model.Config.NCtx}.");
             return result;

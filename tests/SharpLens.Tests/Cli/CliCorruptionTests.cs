@@ -226,6 +226,23 @@ public sealed class CliCorruptionTests : IDisposable
         AssertCleanFailure(r, outputs, $"{family} / {damage}");
     }
 
+    /// <summary>A structurally damaged prompts file fails before the model loads: its error is the only line on stderr.</summary>
+    [Fact]
+    public void DamagedPromptsFileFailsBeforeTheModelLoads()
+    {
+        string prompts = Write("prompts.json", "[{\"tokens\": [1, 2], \"correct_id\": 5}]");
+        foreach (var args in new[]
+        {
+            new[] { "dla", "--model", Golden.Dir, "--prompts", prompts, "--json", Existing },
+            ["patch", "--model", Golden.Dir, "--clean", prompts, "--corrupted", prompts, "--kind", "resid_pre", "--json", Existing],
+        })
+        {
+            var r = Run(args);
+            Assert.Equal(1, r.Code);
+            Assert.Equal($"error: {prompts}: entry 0: a token entry needs \"tokens\" (array of ids), \"correct_id\" and \"incorrect_id\" (integers).", r.Err.Trim());
+        }
+    }
+
     /// <summary>Damaged prompt, token, answer, SAE and text files, and out-of-range arguments, with the intact tiny GPT-2.</summary>
     public static TheoryData<string> InputCases() => [.. InputDamage.Keys];
 
