@@ -33,8 +33,13 @@ internal static class SaeSession
         AtomicFile.RequireFolders(o.ReportPath, o.JsonPath); // before the (possibly long) run
         long[][]? ids = o.TokensFile is null ? null : RunCommand.ReadTokensFile(o.TokensFile);
 
-        using var model = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype, useWeightsCache: o.UseWeightsCache);
-        using var sae = SaeLoading.Load([o.Sae], o.SaeHook is null ? [] : [o.SaeHook], stderr)[0];
+        // The SAE first: a damaged SAE folder fails before the (longer) model load, its error the only line on stderr.
+        var loadedSae = SaeLoading.Load([o.Sae], o.SaeHook is null ? [] : [o.SaeHook], stderr)[0];
+        HookedTransformer loadedModel;
+        try { loadedModel = ModelLoading.Load(o.Model, stderr, revision: o.Revision, dtype: o.Dtype, useWeightsCache: o.UseWeightsCache); }
+        catch { loadedSae.Dispose(); throw; }
+        using var model = loadedModel;
+        using var sae = loadedSae; // disposed before the model, as when it was loaded second
         model.AddSae(sae); // validates the hook and width before any work
         model.ResetSaes();
         using var scope = NewDisposeScope();

@@ -243,6 +243,19 @@ public sealed class CliCorruptionTests : IDisposable
         }
     }
 
+    /// <summary><c>sharplens sae</c> loads the SAE before the model: a damaged cfg.json's error is the only line on stderr.</summary>
+    [Fact]
+    public void DamagedSaeFailsBeforeTheModelLoads()
+    {
+        string sae = Directory.CreateDirectory(Path.Combine(_dir, "sae")).FullName;
+        foreach (var f in Directory.GetFiles(Sae0)) File.Copy(f, Path.Combine(sae, Path.GetFileName(f)));
+        File.WriteAllText(Path.Combine(sae, "cfg.json"), "{\"d_in\": \"64\"}");
+        var r = Run("sae", "--model", Golden.Dir, "--sae", sae, "--tokens-file", Write("tokens.json", "[[1, 2, 3]]"), "--json", Existing);
+        Assert.Equal(1, r.Code);
+        var line = Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.StartsWith($"error: {Path.Combine(sae, "cfg.json")}: ", line);
+    }
+
     /// <summary>Damaged prompt, token, answer, SAE and text files, and out-of-range arguments, with the intact tiny GPT-2.</summary>
     public static TheoryData<string> InputCases() => [.. InputDamage.Keys];
 
