@@ -50,19 +50,22 @@ internal sealed class GenerateCommand : CliCommand
         var dtype = ModelLoading.Dtype(args);
         args.RejectUnknown();
         if ((prompt is null) == (ids is null)) throw new CliUsageException("give exactly one of --prompt or --tokens.");
+        // Parsed before the model loads, so a mistake costs nothing and its error is the only output.
+        long[]? parsed = null;
+        if (ids is not null)
+        {
+            try { parsed = ids.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(long.Parse).ToArray(); }
+            catch (Exception e) when (e is FormatException or OverflowException)
+            {
+                throw new CliUsageException($"--tokens must be comma-separated integers, got {TextEncoding.Excerpt(ids)}.");
+            }
+        }
 
         using var model = ModelLoading.Load(modelName, stderr, revision: ModelLoading.Revision(args), dtype: dtype,
             useWeightsCache: ModelLoading.UseWeightsCache(args));
         using var scope = NewDisposeScope();
         Tensor input;
-        if (prompt is not null) input = model.ToTokens(prompt).Tokens;
-        else
-        {
-            long[] parsed;
-            try { parsed = ids!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(long.Parse).ToArray(); }
-            catch (FormatException) { throw new CliUsageException($"--tokens must be comma-separated integers, got {TextEncoding.Excerpt(ids!)}."); }
-            input = tensor(parsed, [1, parsed.Length]);
-        }
+        input = prompt is not null ? model.ToTokens(prompt).Tokens : tensor(parsed!, [1, parsed!.Length]);
         var output = model.Generate(input, o);
         var all = output[0].data<long>().ToArray();
         if (model.Tokenizer is { } tk)
