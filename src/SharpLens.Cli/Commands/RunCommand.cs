@@ -88,11 +88,12 @@ internal sealed class RunCommand : CliCommand
 
         using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype,
             ModelLoading.UseWeightsCache(args));
+        if (ids is not null) CheckTokens(tokensFile!, ids, model.Config);
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
         try
         {
             foreach (var sae in saes) model.AddSae(sae, errorTerm);
-            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, cacheOptions, stdout);
+            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, answersFile, cacheOptions, stdout);
         }
         finally
         {
@@ -102,9 +103,20 @@ internal sealed class RunCommand : CliCommand
         return Task.FromResult(0);
     }
 
+    /// <summary>The tokens file's ids fit the model: inside the vocabulary and no longer than its context (the error names the file).</summary>
+    private static void CheckTokens(string file, long[][] ids, HookedTransformerConfig cfg)
+    {
+        if (ids[0].Length > cfg.NCtx)
+            throw new SharpLensException($"{file}: prompts of {ids[0].Length} tokens are longer than the model's context n_ctx = {cfg.NCtx}.");
+        for (int b = 0; b < ids.Length; b++)
+            for (int p = 0; p < ids[b].Length; p++)
+                if (ids[b][p] < 0 || ids[b][p] >= cfg.DVocab)
+                    throw new SharpLensException($"{file}: token id {ids[b][p]} at [batch {b}, pos {p}] is outside the vocabulary [0, {cfg.DVocab}).");
+    }
+
     private static void Export(HookedTransformer model, string modelName, string outPath, long[][]? ids, IReadOnlyList<string> prompts, bool noBos,
-        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, CacheOptions options,
-        TextWriter stdout)
+        bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, string? answersFile,
+        CacheOptions options, TextWriter stdout)
     {
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
@@ -123,7 +135,7 @@ internal sealed class RunCommand : CliCommand
             if (answers.Length != tokens.shape[0])
                 throw new SharpLensException($"--answers has {answers.Length} pairs but there are {tokens.shape[0]} prompts; give one [correct_id, incorrect_id] per prompt.");
             if (answers.SelectMany(a => a).FirstOrDefault(id => id < 0 || id >= model.Config.DVocabOut, -1) is var bad and not -1)
-                throw new SharpLensException($"--answers: token id {bad} is outside the vocabulary [0, {model.Config.DVocabOut}).");
+                throw new SharpLensException($"--answers {answersFile}: token id {bad} is outside the vocabulary [0, {model.Config.DVocabOut}).");
             var answerTensor = tensor(answers.SelectMany(a => a).ToArray(), [answers.Length, 2], ScalarType.Int64);
             var finalPositions = mask is null ? null : mask.sum(1) - 1; // right padding: each prompt's last real token
             metric = l => LogitDiff.Mean(l, answerTensor, finalPositions);

@@ -105,7 +105,14 @@ public sealed class CliRobustnessTests : IDisposable
         File.WriteAllText(tokens, "[[1, 2, 5000]]");
         var r = Run("run", "--model", Golden.Dir, "--tokens-file", tokens, "--out", Path.Combine(outDir, "a.safetensors"));
         Assert.Equal(1, r.Code);
-        Assert.Contains("outside the vocabulary", r.Err);
+        Assert.Contains($"{tokens}: token id 5000 at [batch 0, pos 2] is outside the vocabulary [0, 1000).", r.Err);
+        Assert.Empty(Directory.GetFileSystemEntries(outDir));
+        // Longer than the context: the error names the file too.
+        int nCtx = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Golden.Dir, "config.json")))!["n_positions"]!.GetValue<int>();
+        File.WriteAllText(tokens, "[[" + string.Join(", ", Enumerable.Repeat(1, nCtx + 1)) + "]]");
+        r = Run("run", "--model", Golden.Dir, "--tokens-file", tokens, "--out", Path.Combine(outDir, "a.safetensors"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"{tokens}: prompts of {nCtx + 1} tokens are longer than the model's context n_ctx = {nCtx}.", r.Err);
         Assert.Empty(Directory.GetFileSystemEntries(outDir));
     }
 

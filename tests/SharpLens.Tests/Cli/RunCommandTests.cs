@@ -97,7 +97,7 @@ public sealed class RunCommandTests
             Assert.Contains("sequence 1 has 2 tokens", r2.Err);
             File.WriteAllText(Path.Combine(dir, "big.json"), "[[1, 2, 1000]]");
             var r3 = Run("run", "--model", Golden.Dir, "--tokens-file", Path.Combine(dir, "big.json"), "--out", outPath);
-            Assert.Contains("Token id 1000", r3.Err);
+            Assert.Contains("big.json: token id 1000 at [batch 0, pos 2] is outside the vocabulary", r3.Err);
             var r4 = Run("run", "--model", Golden.Dir, "--out", outPath);
             Assert.Equal(2, r4.Code);
             Assert.False(File.Exists(outPath));
