@@ -88,12 +88,11 @@ internal sealed class RunCommand : CliCommand
 
         using var model = ModelLoading.Load(modelName, stderr, process: !noProcessing, ModelLoading.Revision(args), dtype,
             ModelLoading.UseWeightsCache(args));
-        if (ids is not null) CheckTokens(tokensFile!, ids, model.Config);
         var saes = SaeLoading.Load(saeLocations, saeHooks, stderr);
         try
         {
             foreach (var sae in saes) model.AddSae(sae, errorTerm);
-            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, answersFile, cacheOptions, stdout);
+            Export(model, modelName, outPath, ids, prompts, noBos, noProcessing, names, namesPattern, saes, errorTerm, answers, answersFile, tokensFile, cacheOptions, stdout);
         }
         finally
         {
@@ -103,26 +102,16 @@ internal sealed class RunCommand : CliCommand
         return Task.FromResult(0);
     }
 
-    /// <summary>The tokens file's ids fit the model: inside the vocabulary and no longer than its context (the error names the file).</summary>
-    private static void CheckTokens(string file, long[][] ids, HookedTransformerConfig cfg)
-    {
-        if (ids[0].Length > cfg.NCtx)
-            throw new SharpLensException($"{file}: prompts of {ids[0].Length} tokens are longer than the model's context n_ctx = {cfg.NCtx}.");
-        for (int b = 0; b < ids.Length; b++)
-            for (int p = 0; p < ids[b].Length; p++)
-                if (ids[b][p] < 0 || ids[b][p] >= cfg.DVocab)
-                    throw new SharpLensException($"{file}: token id {ids[b][p]} at [batch {b}, pos {p}] is outside the vocabulary [0, {cfg.DVocab}).");
-    }
-
     private static void Export(HookedTransformer model, string modelName, string outPath, long[][]? ids, IReadOnlyList<string> prompts, bool noBos,
         bool noProcessing, Regex? names, string? namesPattern, List<SparseAutoencoder> saes, bool errorTerm, long[][]? answers, string? answersFile,
-        CacheOptions options, TextWriter stdout)
+        string? tokensFile, CacheOptions options, TextWriter stdout)
     {
         using var scope = NewDisposeScope();
         Tensor tokens; Tensor? mask = null;
         if (ids is not null)
         {
             tokens = tensor(ids.SelectMany(r => r).ToArray(), [ids.Length, ids[0].Length], ScalarType.Int64);
+            model.CheckTokens(tokens, source: tokensFile); // the model's own check, with the file named
         }
         else
         {

@@ -307,22 +307,35 @@ public sealed partial class HookedTransformer
         if (tokens.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
             throw new SharpLensException($"Tokens must be integer ids, got dtype {tokens.dtype}.");
         if (tokens.dtype != ScalarType.Int64) tokens = tokens.to_type(ScalarType.Int64);
-        long pos = tokens.shape[1];
-        if (pos == 0) throw new SharpLensException("Tokens are empty: a prompt needs at least one token.");
+        if (tokens.shape[1] == 0) throw new SharpLensException("Tokens are empty: a prompt needs at least one token.");
+        CheckTokens(tokens, pastLength: pastLength);
+        return tokens;
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="tokens"/> [batch, pos] (integer ids) fit this model: no longer than its context
+    /// n_ctx (after <paramref name="pastLength"/> cached positions) and every id inside the vocabulary. A failure is a
+    /// <see cref="SharpLensException"/> whose message starts with <paramref name="source"/> (e.g. the file the ids came
+    /// from) when given. Every forward pass runs this check; call it to fail before other work.
+    /// </summary>
+    public void CheckTokens(Tensor tokens, string? source = null, int pastLength = 0)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        string Prefix(string sentence) => source is null ? char.ToUpperInvariant(sentence[0]) + sentence[1..] : $"{source}: {sentence}";
+        long pos = tokens.shape[^1];
         if (pastLength + pos > Config.NCtx)
-            throw new SharpLensException($"Sequence of {pastLength + pos} tokens is longer than the model's context n_ctx = {Config.NCtx}. " +
-                "Shorten the input (or truncate when tokenizing).");
+            throw new SharpLensException(Prefix($"sequence of {pastLength + pos} tokens is longer than the model's context n_ctx = {Config.NCtx}. " +
+                "Shorten the input (or truncate when tokenizing)."));
         if (tokens.numel() > 0)
         {
             long min = tokens.min().item<long>(), max = tokens.max().item<long>();
             if (min < 0 || max >= Config.DVocab)
             {
                 long bad = min < 0 ? min : max;
-                var where = (tokens == bad).nonzero()[0];
-                throw new SharpLensException($"Token id {bad} at [batch {where[0].item<long>()}, pos {where[1].item<long>()}] is outside the vocabulary [0, {Config.DVocab}).");
+                var where = (tokens.reshape(-1, pos) == bad).nonzero()[0];
+                throw new SharpLensException(Prefix($"token id {bad} at [batch {where[0].item<long>()}, pos {where[1].item<long>()}] is outside the vocabulary [0, {Config.DVocab})."));
             }
         }
-        return tokens;
     }
 
     /// <summary>

@@ -112,7 +112,7 @@ public sealed class CliRobustnessTests : IDisposable
         File.WriteAllText(tokens, "[[" + string.Join(", ", Enumerable.Repeat(1, nCtx + 1)) + "]]");
         r = Run("run", "--model", Golden.Dir, "--tokens-file", tokens, "--out", Path.Combine(outDir, "a.safetensors"));
         Assert.Equal(1, r.Code);
-        Assert.Contains($"{tokens}: prompts of {nCtx + 1} tokens are longer than the model's context n_ctx = {nCtx}.", r.Err);
+        Assert.Contains($"{tokens}: sequence of {nCtx + 1} tokens is longer than the model's context n_ctx = {nCtx}.", r.Err);
         Assert.Empty(Directory.GetFileSystemEntries(outDir));
     }
 
