@@ -47,7 +47,7 @@ internal sealed class TokenizerConfigFiles
                 foreach (var p in ad.EnumerateObject())
                 {
                     if (!int.TryParse(p.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id))
-                        throw new SharpLensException($"{path}: added_tokens_decoder key \"{(p.Name.Length > 40 ? p.Name[..40] + "…" : p.Name)}\" is not a token id (a non-negative integer).");
+                        throw new SharpLensException($"{path}: added_tokens_decoder key {TextEncoding.Excerpt(p.Name, 40)} is not a token id (a non-negative integer).");
                     if (Json.Str(p.Value, "content") is { } content) c.AddedDecoder.Add((id, content));
                 }
         }

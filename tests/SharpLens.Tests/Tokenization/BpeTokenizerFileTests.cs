@@ -215,6 +215,6 @@ public sealed class BpeTokenizerFileTests : IDisposable
         File.WriteAllText(Path.Combine(_temp, "tokenizer_config.json"), """{"added_tokens_decoder": {"-3": {"content": "<x>"}}}""");
         var e = Assert.Throws<SharpLensException>(() => Load(_temp));
         Assert.Contains("tokenizer_config.json", e.Message);
-        Assert.Contains("\"-3\"", e.Message);
+        Assert.Contains("key '-3' is not a token id", e.Message);
     }
 }

@@ -39,7 +39,7 @@ public sealed class CheckpointTensors(IReadOnlyDictionary<string, Tensor> tensor
         var m = LayerIndex.Match(name);
         if (!m.Success) return "";
         int wanted = int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-        int layers = tensors.Keys.Select(k => LayerIndex.Match(k)).Where(x => x.Success && x.Groups[1].Value.Length < 9)
+        int layers = tensors.Keys.Select(k => LayerIndex.Match(k)).Where(x => x.Success)
             .Select(x => int.Parse(x.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1).DefaultIfEmpty(0).Max();
         return wanted >= layers ? $" The checkpoint has {layers} layer(s); config.json asks for at least {wanted + 1}." : "";
     }
