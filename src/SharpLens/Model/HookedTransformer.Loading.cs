@@ -70,7 +70,11 @@ public sealed partial class HookedTransformer
         // A load that has to convert weights (process them, change their dtype, read a .bin) goes through the
         // processed-weights cache: a hit maps a file holding exactly the parameters this load would compute.
         bool process = options.Any;
-        var key = cache is not null && NeedsConversion(folder, family, process, dtype) ? WeightsCacheKey.For(folder, cfg, options, dtype) : null;
+        // The weights' stored types, read from the safetensors headers at most once per load (not at all on a
+        // processed load's cache hit).
+        var stored = new Lazy<HashSet<ScalarType>?>(() => StoredFloatTypes(folder, family));
+        bool convert = NeedsConversion(folder, process, dtype, stored);
+        var key = cache is not null && convert ? WeightsCacheKey.For(folder, cfg, options, dtype) : null;
         var cacheUse = WeightsCacheUse.NotUsed;
         var notes = new List<string>(warnings);
         HookedTransformer? model = null;
@@ -96,7 +100,7 @@ public sealed partial class HookedTransformer
         }
         if (model is null)
         {
-            model = LoadCheckpoint(folder, family, cfg, options, process, mapped: !NeedsConversion(folder, family, process, dtype));
+            model = LoadCheckpoint(folder, family, cfg, options, process, stored.Value, mapped: !convert);
             if (key is not null)
             {
                 cacheUse = WeightsCacheUse.NotWritten;
@@ -131,7 +135,7 @@ public sealed partial class HookedTransformer
     /// multiplies with them where they lie (<see cref="Components.QkvProjection"/>) rather than fusing q/k/v into a copy.
     /// </summary>
     private static HookedTransformer LoadCheckpoint(string folder, IModelFamily family, HookedTransformerConfig cfg, ProcessingOptions options, bool process,
-        bool mapped)
+        HashSet<ScalarType>? storedTypes, bool mapped)
     {
         HookedTransformer model;
         using (var scope = NewDisposeScope())
@@ -139,7 +143,7 @@ public sealed partial class HookedTransformer
             // Processing float32 weights reads them into fresh memory and updates them in place (about one checkpoint of
             // memory). Weights stored in another type stay mapped: converting them to float32 makes the fresh copies.
             // Without processing the weights stay mapped, and are used as they are when their dtype is the model's.
-            bool f32 = StoredFloatTypes(folder, family) is { } types && types.All(t => t == ScalarType.Float32);
+            bool f32 = storedTypes is { } types && types.All(t => t == ScalarType.Float32);
             var raw = Checkpoint.LoadStateDict(folder, writable: process && f32, skip: family.IsUnused);
             Dictionary<string, Tensor> sd;
             try { sd = family.ConvertWeights(raw, cfg); }
@@ -181,10 +185,10 @@ public sealed partial class HookedTransformer
     /// Whether loading must compute new parameter tensors: processing, a floating-point weight stored in another dtype,
     /// or a <c>pytorch_model.bin</c> (read into memory). Otherwise the parameters are views of the mapped safetensors.
     /// </summary>
-    private static bool NeedsConversion(string folder, IModelFamily family, bool process, ScalarType dtype)
+    private static bool NeedsConversion(string folder, bool process, ScalarType dtype, Lazy<HashSet<ScalarType>?> storedTypes)
     {
         if (Checkpoint.FindWeights(folder) is null) return false; // loading reports the missing weights
-        return process || StoredFloatTypes(folder, family) is not { } types || types.Any(t => t != dtype);
+        return process || storedTypes.Value is not { } types || types.Any(t => t != dtype);
     }
 
     /// <summary>
